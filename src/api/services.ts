@@ -1,0 +1,59 @@
+// gRPC services: each method translates a wire call into a call on EtcdServer, nothing more.
+import {
+  ClusterDefinition,
+  KVDefinition,
+  LeaseDefinition,
+  MaintenanceDefinition,
+  AuthDefinition,
+  WatchDefinition,
+} from '../gen/etcdserverpb/rpc.js';
+import { ElectionDefinition } from '../gen/v3electionpb/v3election.js';
+import { LockDefinition } from '../gen/v3lockpb/v3lock.js';
+import type { EtcdServer } from '../server/server.js';
+import type { GrpcServer } from './grpc/server.js';
+
+export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
+  for (const def of [
+    KVDefinition,
+    WatchDefinition,
+    LeaseDefinition,
+    ClusterDefinition,
+    MaintenanceDefinition,
+    AuthDefinition,
+    LockDefinition,
+    ElectionDefinition,
+  ]) {
+    grpc.declareService(def.fullName);
+  }
+
+  const kv = KVDefinition.fullName;
+  const m = KVDefinition.methods;
+  grpc.unary(m.range, kv, (req) => server.range(req));
+  grpc.unary(m.put, kv, (req) => server.put(req));
+  grpc.unary(m.deleteRange, kv, (req) => server.deleteRange(req));
+  grpc.unary(m.txn, kv, (req) => server.txn(req));
+  grpc.unary(m.compact, kv, (req) => server.compact(req));
+
+  const cluster = ClusterDefinition.fullName;
+  grpc.unary(ClusterDefinition.methods.memberList, cluster, () => ({
+    header: server.header(server.store.currentRevision),
+    members: server.members(),
+  }));
+
+  const maint = MaintenanceDefinition.fullName;
+  const mm = MaintenanceDefinition.methods;
+  grpc.unary(mm.status, maint, () => server.status());
+  grpc.unary(mm.hash, maint, () => ({
+    header: server.header(server.store.currentRevision),
+    hash: server.store.hash(),
+  }));
+  grpc.unary(mm.hashKV, maint, (req) => {
+    const h = server.store.hashKV(req.revision);
+    return {
+      header: server.header(server.store.currentRevision),
+      hash: h.hash,
+      compactRevision: h.compactRevision,
+      hashRevision: h.hashRevision,
+    };
+  });
+}

@@ -1,0 +1,54 @@
+// Everything a member needs to start, already validated (the CLI turns flags into this).
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: URL[];
+  advertiseClientUrls: URL[];
+  listenPeerUrls: URL[];
+  initialAdvertisePeerUrls: URL[];
+  /** name -> peer URLs, from --initial-cluster */
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  initialClusterToken: string;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  /** 0 means etcd's default of 2 GiB */
+  quotaBackendBytes: number;
+  snapshotCount: number;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  maxConcurrentStreams: number;
+  strictReconfigCheck: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+  /** Skip fsync: only for tests and benchmarks that say so; an acknowledged write may then be lost on power failure. */
+  unsafeNoFsync: boolean;
+}
+
+export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+/** gRPC overhead etcd allows on top of --max-request-bytes before the transport refuses a message. */
+export const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export function defaultConfig(): ServerConfig {
+  return {
+    name: 'default',
+    dataDir: 'default.etcd',
+    listenClientUrls: [new URL('http://localhost:2379')],
+    advertiseClientUrls: [new URL('http://localhost:2379')],
+    listenPeerUrls: [new URL('http://localhost:2380')],
+    initialAdvertisePeerUrls: [new URL('http://localhost:2380')],
+    initialCluster: new Map([['default', ['http://localhost:2380']]]),
+    initialClusterState: 'new',
+    initialClusterToken: 'etcd-cluster',
+    maxRequestBytes: 1.5 * 1024 * 1024,
+    maxTxnOps: 128,
+    quotaBackendBytes: 0,
+    snapshotCount: 100_000,
+    heartbeatIntervalMs: 100,
+    electionTimeoutMs: 1000,
+    maxConcurrentStreams: 2 ** 32 - 1,
+    strictReconfigCheck: true,
+    logLevel: 'info',
+    unsafeNoFsync: false,
+  };
+}
