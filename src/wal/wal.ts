@@ -114,6 +114,8 @@ export class Wal {
   private readDone = false;
   private failed: Error | undefined;
   private closed = false;
+  /** Counters for metrics (etcd's wal_fsync_duration_seconds, wal_write_bytes_total). */
+  readonly stats = { fsyncs: 0, fsyncMs: 0, writes: 0, bytesWritten: 0 };
 
   private constructor(
     readonly dir: string,
@@ -343,6 +345,8 @@ export class Wal {
       throw err;
     }
     const took = performance.now() - t0;
+    this.stats.fsyncs++;
+    this.stats.fsyncMs += took;
     if (took > SLOW_SYNC_MS) this.log.warn({ tookMs: took, expectedMs: SLOW_SYNC_MS }, 'slow fdatasync');
   }
 
@@ -417,6 +421,8 @@ export class Wal {
       throw err;
     }
     this.tailOffset += buf.length;
+    this.stats.writes++;
+    this.stats.bytesWritten += buf.length;
   }
 
   /**
