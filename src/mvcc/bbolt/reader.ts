@@ -121,7 +121,8 @@ const MAX_DEPTH = 64;
 const PAGE_SIZE_CANDIDATES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 
 function toBuf(b: string | Uint8Array): Buffer {
-  return typeof b === 'string' ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (typeof b === 'string') return Buffer.from(b);
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function pathParts(path: BucketPath): Buffer[] {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -265,6 +265,33 @@ describe('bbolt writer -> reader round trip', () => {
     const again: Buffer[] = [];
     for await (const c of withSha256Trailer(plain)) again.push(c);
     assert.ok(Buffer.concat(again).equals(snap));
+  });
+
+  it('writes files atomically, with an optional sha256 trailer', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bbolt-test-'));
+    try {
+      const path = join(dir, 'snap.db');
+      const res = await writeBboltFile(path, [{ name: 'b', entries: [['k', 'v']] }], { sha256Trailer: true });
+      const file = await readFile(path);
+      assert.equal(file.length, res.size + 32);
+      assert.ok(res.sha256?.equals(file.subarray(res.size)));
+      assert.equal(BboltReader.open(path).trailer, 'verified');
+      await assert.rejects(
+        writeBboltFile(path, [
+          {
+            name: 'b',
+            entries: [
+              ['z', '1'],
+              ['a', '2'],
+            ],
+          },
+        ]),
+      );
+      assert.deepEqual(await readdir(dir), ['snap.db'], 'failed write leaves the old file and no .part');
+      assert.ok((await readFile(path)).equals(file));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects unsorted, duplicate and empty keys', async () => {

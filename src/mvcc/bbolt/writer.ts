@@ -18,9 +18,9 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   BboltError,
   BRANCH_ELEMENT_SIZE,
@@ -40,7 +40,7 @@ import {
   writeMetaPage,
   writePageHeader,
 } from './format.js';
-import { appendSha256Trailer } from './trailer.js';
+import { sha256File } from './trailer.js';
 
 export type Bytes = Uint8Array | string;
 
@@ -103,7 +103,8 @@ interface BranchItem {
 const COALESCE_BYTES = 4 << 20;
 
 function bytes(b: Bytes): Buffer {
-  return typeof b === 'string' ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (typeof b === 'string') return Buffer.from(b);
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function isPair(e: BucketEntry): e is KeyValuePair {
@@ -340,15 +341,17 @@ class Writer {
       for (const it of pending!) await tree.add(it);
       pending = undefined;
     };
-    for await (const e of entries) {
+    const pairItem = (e: KeyValuePair): LeafItem => {
+      const key = bytes(e[0]);
+      const value = bytes(e[1]);
+      order.check(key, value.length);
+      this.pairs++;
+      return { key, value, flags: 0 };
+    };
+    const step = async (e: BucketEntry): Promise<void> => {
       let item: LeafItem;
-      if (isPair(e)) {
-        const key = bytes(e[0]);
-        const value = bytes(e[1]);
-        order.check(key, value.length);
-        item = { key, value, flags: 0 };
-        this.pairs++;
-      } else {
+      if (isPair(e)) item = pairItem(e);
+      else {
         const key = bytes(e.name);
         order.check(key, 0);
         if (pending) await toTree(); // a bucket holding buckets is never inline
@@ -365,7 +368,17 @@ class Writer {
         pendingSize += LEAF_ELEMENT_SIZE + item.key.length + item.value.length;
         if (pendingSize > this.inlineMax) await toTree();
       } else await tree!.add(item);
-    }
+    };
+    // Plain pairs from a synchronous source take a synchronous path; only nested buckets,
+    // page writes and async sources cost an await.
+    if (Symbol.iterator in entries) {
+      for (const e of entries as Iterable<BucketEntry>) {
+        if (pending === undefined && isPair(e)) {
+          const p = tree!.add(pairItem(e));
+          if (p) await p;
+        } else await step(e);
+      }
+    } else for await (const e of entries) await step(e);
     if (pending) {
       // Inline bucket: header with root 0, then a leaf page image (id 0) inside the value.
       const value = Buffer.alloc(BUCKET_HEADER_SIZE + pendingSize);
@@ -443,44 +456,61 @@ export async function writeBbolt(
 export interface FileWriteOptions extends WriterOptions {
   /** Append sha256(db) after the db, making an etcd snapshot file (default false). */
   sha256Trailer?: boolean;
-  /** fsync the file before returning (default true). */
+  /** fsync the file (and its directory) before returning (default true). */
   fsync?: boolean;
 }
 
-/** Writes a bbolt db file (replacing any file at `path`). */
+/**
+ * Writes a bbolt db file. The file appears atomically: it is built as `<path>.part`, synced and
+ * renamed over `path`, so a crash never leaves a half-written db under the final name.
+ */
 export async function writeBboltFile(
   path: string,
   buckets: BucketSource,
   options: FileWriteOptions = {},
 ): Promise<WriteResult & { sha256?: Buffer }> {
-  const fh = await open(path, 'w');
+  const part = `${path}.part`;
+  const sync = options.fsync ?? true;
   let res: WriteResult;
+  let sha256: Buffer | undefined;
   try {
-    res = await writeBbolt(
-      {
-        async write(offset, data) {
-          let done = 0;
-          while (done < data.length) {
-            const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-            done += bytesWritten;
-          }
+    const fh = await open(part, 'w');
+    try {
+      res = await writeBbolt(
+        {
+          async write(offset, data) {
+            let done = 0;
+            while (done < data.length) {
+              const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+              done += bytesWritten;
+            }
+          },
         },
-      },
-      buckets,
-      options,
-    );
-    if (options.fsync ?? true) await fh.sync();
-  } finally {
-    await fh.close();
+        buckets,
+        options,
+      );
+      if (options.sha256Trailer) {
+        sha256 = await sha256File(part, res.size);
+        await fh.write(sha256, 0, sha256.length, res.size);
+      }
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(part, path);
+  } catch (e) {
+    await rm(part, { force: true });
+    throw e;
   }
-  if (!options.sha256Trailer) return res;
-  const sha256 = await appendSha256Trailer(path);
-  if (options.fsync ?? true) {
-    const f = await open(path, 'r+');
-    await f.sync();
-    await f.close();
+  if (sync) {
+    const d = await open(dirname(path), 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   }
-  return { ...res, sha256 };
+  return sha256 ? { ...res, sha256 } : res;
 }
 
 /** Writes a bbolt db into memory (for small dbs and tests). */
