@@ -4,6 +4,8 @@
 // a simple generator over the B+tree is worth more than not blocking the event loop. A Buffer
 // source is zero-copy (returned keys/values are views into it); a path source reads pages with
 // positioned reads, so files larger than memory can be walked.
+// Keys and values handed out are views, never copies: into the caller's Buffer, or into the page
+// buffer read for them (which a kept view pins), so copy what is kept for long.
 
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
