@@ -12,7 +12,7 @@ import { Metadata } from '../gen/etcdserverpb/etcdserver.js';
 import { ConfChange, Entry, EntryType, HardState } from '../gen/raftpb/raft.js';
 import { WalDecoder } from './decoder.js';
 import { FrameEncoder } from './encoder.js';
-import { snapDir, walDir, walName } from './file_names.js';
+import { backendPath, snapDir, walDir, walName } from './file_names.js';
 import { encodeEntry, encodeHardState, encodeMetadata, encodeRaftSnapshot, encodeSnapFile } from './pb.js';
 import { CRC_TYPE, ENTRY_TYPE, STATE_TYPE } from './record_types.js';
 import { readSnapFile, Snapshotter } from './snapshotter.js';
@@ -275,4 +275,47 @@ test('the real etcd boots from a data dir whose WAL we wrote from scratch', {
   assert.equal(r.entries[0]!.type, EntryType.EntryConfChange);
   assert.ok(r.entries.some((e) => e.data.includes('hello')));
   assert.ok(r.hardState.term >= 2);
+});
+
+test('we read a data dir made by `etcdctl snapshot restore`', { skip, timeout: 60000 }, async () => {
+  const base = fs.mkdtempSync(join(tmpdir(), 'wal-interop-'));
+  const etcd = await startEtcd(join(base, 'etcd'));
+  const backup = join(base, 'backup.db');
+  try {
+    for (let i = 1; i <= 5; i++) etcdctl(etcd, 'put', `key-${i}`, `value-${i}`);
+    etcdctl(etcd, 'snapshot', 'save', backup);
+  } finally {
+    await stop(etcd);
+  }
+  const restored = join(base, 'restored');
+  const r = spawnSync(
+    ETCDCTL,
+    [
+      'snapshot',
+      'restore',
+      backup,
+      '--data-dir',
+      restored,
+      '--name',
+      't',
+      '--initial-cluster',
+      `t=${etcd.peer}`,
+      '--initial-advertise-peer-urls',
+      etcd.peer,
+    ],
+    { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(fs.existsSync(backendPath(restored)));
+  const walSnaps = validSnapshotEntries(walDir(restored));
+  const snap = new Snapshotter(snapDir(restored)).loadNewestAvailable(walSnaps);
+  const md = snap.metadata!;
+  assert.deepEqual([md.index, md.term], [1, 1]);
+  assert.equal(md.confState!.voters.length, 1);
+  const w = Wal.open(walDir(restored), { index: md.index, term: md.term });
+  const { metadata, hardState, entries } = w.readAll();
+  w.close();
+  assert.equal(Metadata.decode(metadata).NodeID, md.confState!.voters[0]);
+  assert.deepEqual(entries, []);
+  assert.equal(hardState.commit, 1);
 });

@@ -58,6 +58,8 @@ export interface ReadAllResult {
 }
 
 const SLOW_SYNC_MS = 1000;
+/** Where cut() prepares the next segment (etcd's file pipeline uses 0.tmp / 1.tmp too). */
+const CUT_TMP = '0.tmp';
 const noopLogger: WalLogger = { info() {}, warn() {} };
 const emptyHardState = (): HardState => ({ term: 0, vote: 0n, commit: 0 });
 
@@ -170,6 +172,8 @@ export class Wal {
     const held = selectWalFiles(dir, snap);
     const w = new Wal(dir, snap, held, true, opts);
     w.tailFd = fs.openSync(join(dir, held[held.length - 1]!), 'r+');
+    // a segment being prepared when the process died (cut() renames it into place only once complete)
+    fs.rmSync(join(dir, CUT_TMP), { force: true });
     return w;
   }
 
@@ -435,7 +439,7 @@ export class Wal {
     this.sync();
     const tail = this.held[this.held.length - 1]!;
     const name = walName(parseWalName(tail)!.seq + 1, this.enti + 1);
-    const tmp = join(this.dir, '0.tmp');
+    const tmp = join(this.dir, CUT_TMP);
     const fd = fs.openSync(tmp, 'w+', PRIVATE_FILE_MODE);
     const prevCrc = this.encoder!.crc;
     const oldFd = this.tailFd;
