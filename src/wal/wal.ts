@@ -159,6 +159,7 @@ export class Wal {
       w.sync();
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);
+      fsyncDir(dir);
       fsyncDir(dirname(dir));
     } catch (err) {
       fs.closeSync(fd);
