@@ -1,10 +1,10 @@
 // gRPC services: each method translates a wire call into a call on EtcdServer, nothing more.
 import {
+  AuthDefinition,
   ClusterDefinition,
   KVDefinition,
   LeaseDefinition,
   MaintenanceDefinition,
-  AuthDefinition,
   WatchDefinition,
 } from '../gen/etcdserverpb/rpc.js';
 import { ElectionDefinition } from '../gen/v3electionpb/v3election.js';
@@ -35,8 +35,9 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   grpc.unary(m.compact, kv, (req) => server.compact(req));
 
   const cluster = ClusterDefinition.fullName;
+  // etcd's Cluster responses carry no revision
   grpc.unary(ClusterDefinition.methods.memberList, cluster, () => ({
-    header: server.header(server.store.currentRevision),
+    header: server.header(0),
     members: server.members(),
   }));
 

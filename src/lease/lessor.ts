@@ -1,0 +1,189 @@
+// The lessor: leases, their TTLs and the keys attached to them.
+//
+// Grant, revoke, attach and checkpoint are applied from the log (deterministic on every member);
+// renewals and expiry are the primary's business (the raft leader): only it runs expiry clocks,
+// and an expired lease is revoked by proposing a revoke through the normal write path.
+// Remaining TTLs are checkpointed into the log and the backend, so a restart (or a new leader)
+// continues a lease where it was instead of granting it a fresh full TTL.
+
+import { LeaseExistsError, LeaseNotFoundError, LeaseTTLTooLargeError } from './errors.js';
+
+/** etcd's ceiling on a lease TTL, in seconds. */
+export const MAX_LEASE_TTL = 9_000_000_000;
+
+/** What the backend keeps for one lease (etcd's leasepb.Lease). */
+export interface LeaseRecord {
+  id: bigint;
+  /** granted TTL in seconds */
+  ttl: number;
+  /** seconds left at the last checkpoint; 0 when never checkpointed */
+  remainingTtl: number;
+}
+
+/** Durable lease storage, written inside the apply transaction. */
+export interface LeaseBackend {
+  save(rec: LeaseRecord): void;
+  remove(id: bigint): void;
+  loadAll(): LeaseRecord[];
+}
+
+export interface Lease {
+  readonly id: bigint;
+  /** granted TTL (seconds), raised to the minimum */
+  ttl: number;
+  remainingTtl: number;
+  /** monotonic ms when the lease expires; Infinity while this member is not primary */
+  expiresAt: number;
+  /** attached keys, as latin1 strings (byte-exact, byte-ordered) */
+  readonly keys: Set<string>;
+}
+
+export interface LessorOptions {
+  /** shortest TTL granted, seconds (etcd: 1.5 election timeouts, rounded up) */
+  minTtl: number;
+  /** monotonic milliseconds */
+  now?: () => number;
+}
+
+export class Lessor {
+  private readonly leases = new Map<bigint, Lease>();
+  private primary = false;
+  private readonly now: () => number;
+  readonly minTtl: number;
+
+  constructor(
+    private readonly backend: LeaseBackend,
+    opts: LessorOptions,
+  ) {
+    this.minTtl = opts.minTtl;
+    this.now = opts.now ?? (() => performance.now());
+    for (const rec of backend.loadAll()) {
+      this.leases.set(rec.id, {
+        id: rec.id,
+        ttl: Math.max(rec.ttl, this.minTtl),
+        remainingTtl: rec.remainingTtl,
+        expiresAt: Number.POSITIVE_INFINITY,
+        keys: new Set(),
+      });
+    }
+  }
+
+  get isPrimary(): boolean {
+    return this.primary;
+  }
+
+  /** This member became leader: start every lease's clock from its remaining (or full) TTL. */
+  promote(extendMs = 0): void {
+    this.primary = true;
+    const now = this.now();
+    for (const l of this.leases.values()) l.expiresAt = now + extendMs + this.secondsLeft(l) * 1000;
+  }
+
+  /** This member lost leadership: clocks stop; the next leader restarts them. */
+  demote(): void {
+    this.primary = false;
+    for (const l of this.leases.values()) l.expiresAt = Number.POSITIVE_INFINITY;
+  }
+
+  private secondsLeft(l: Lease): number {
+    return l.remainingTtl > 0 ? l.remainingTtl : l.ttl;
+  }
+
+  // ---- applied from the log ----
+
+  grant(id: bigint, ttl: number): Lease {
+    if (id === 0n) throw new LeaseNotFoundError(id);
+    if (ttl > MAX_LEASE_TTL) throw new LeaseTTLTooLargeError();
+    if (this.leases.has(id)) throw new LeaseExistsError(id);
+    const l: Lease = {
+      id,
+      ttl: Math.max(ttl, this.minTtl),
+      remainingTtl: 0,
+      expiresAt: Number.POSITIVE_INFINITY,
+      keys: new Set(),
+    };
+    if (this.primary) l.expiresAt = this.now() + l.ttl * 1000;
+    this.leases.set(id, l);
+    this.backend.save({ id, ttl: l.ttl, remainingTtl: 0 });
+    return l;
+  }
+
+  /** Removes the lease and returns its keys (sorted) for the caller to delete in the same revision. */
+  revoke(id: bigint): string[] {
+    const l = this.leases.get(id);
+    if (l === undefined) throw new LeaseNotFoundError(id);
+    this.leases.delete(id);
+    this.backend.remove(id);
+    return [...l.keys].sort();
+  }
+
+  checkpoint(id: bigint, remainingTtl: number): void {
+    const l = this.leases.get(id);
+    if (l === undefined) return; // revoked since the checkpoint was proposed
+    l.remainingTtl = remainingTtl;
+    this.backend.save({ id, ttl: l.ttl, remainingTtl });
+  }
+
+  attach(id: bigint, key: string): void {
+    const l = this.leases.get(id);
+    if (l === undefined) throw new LeaseNotFoundError(id);
+    l.keys.add(key);
+  }
+
+  detach(id: bigint, key: string): void {
+    this.leases.get(id)?.keys.delete(key);
+  }
+
+  // ---- primary only ----
+
+  /** Extends a lease to its full TTL; returns the TTL. A renewal also clears its checkpoint. */
+  renew(id: bigint): number {
+    const l = this.leases.get(id);
+    if (l === undefined) throw new LeaseNotFoundError(id);
+    l.remainingTtl = 0;
+    if (this.primary) l.expiresAt = this.now() + l.ttl * 1000;
+    return l.ttl;
+  }
+
+  /** Leases whose time is up, oldest first, at most `limit` (the caller proposes their revokes). */
+  expired(limit = 1000): bigint[] {
+    if (!this.primary) return [];
+    const now = this.now();
+    const out: Lease[] = [];
+    for (const l of this.leases.values()) if (l.expiresAt <= now) out.push(l);
+    out.sort((a, b) => a.expiresAt - b.expiresAt);
+    return out.slice(0, limit).map((l) => l.id);
+  }
+
+  /** Remaining TTLs worth persisting: leases whose clock has run down since the last checkpoint. */
+  checkpointCandidates(): { id: bigint; remainingTtl: number }[] {
+    if (!this.primary) return [];
+    const out: { id: bigint; remainingTtl: number }[] = [];
+    for (const l of this.leases.values()) {
+      const left = this.remainingSeconds(l);
+      if (left > 0 && left !== (l.remainingTtl > 0 ? l.remainingTtl : l.ttl))
+        out.push({ id: l.id, remainingTtl: left });
+    }
+    return out;
+  }
+
+  // ---- reads ----
+
+  lookup(id: bigint): Lease | undefined {
+    return this.leases.get(id);
+  }
+
+  /** Seconds left, rounded up (etcd rounds up, so a fresh 10 s lease shows 10). */
+  remainingSeconds(l: Lease): number {
+    if (l.expiresAt === Number.POSITIVE_INFINITY) return this.secondsLeft(l);
+    return Math.max(0, Math.ceil((l.expiresAt - this.now()) / 1000));
+  }
+
+  ids(): bigint[] {
+    return [...this.leases.keys()];
+  }
+
+  get size(): number {
+    return this.leases.size;
+  }
+}
