@@ -114,6 +114,8 @@ export class MvccStore {
   private ci = 0;
   private batch: BatchState | undefined;
   private readonly listeners = new Set<ChangeListener>();
+  /** Called inside the apply transaction as each write txn ends (see onTxnApplied). */
+  private readonly txnListeners = new Set<ChangeListener>();
   private compactionChain: Promise<void> = Promise.resolve();
   private readonly compactionBatchLimit: number;
   private closed = false;
@@ -148,7 +150,7 @@ export class MvccStore {
     const finished = this.metaDb.get(FINISHED_COMPACT_KEY);
     if (finished) this.compactRev = bytesToRev(finished).main;
     const scheduledBytes = this.metaDb.get(SCHEDULED_COMPACT_KEY);
-    let scheduled = scheduledBytes ? bytesToRev(scheduledBytes).main : 0;
+    const scheduled = scheduledBytes ? bytesToRev(scheduledBytes).main : undefined;
 
     let rev = 1;
     for (const { key, value } of this.keyDb.getRange({})) {
@@ -157,10 +159,10 @@ export class MvccStore {
       const kv = decodeKeyValue(value);
       this.index.restore(kv.key, r.main, r.sub, isTombstoneKey(key), kv.createRevision, kv.version, kv.lease);
     }
-    if (scheduled <= this.compactRev) scheduled = 0;
+    const resume = scheduled !== undefined && scheduled > this.compactRev;
     // the latest revisions may all have been compacted away (deletes): never go below a compaction point
-    this.curRev = Math.max(rev, this.compactRev, scheduled);
-    if (scheduled !== 0) {
+    this.curRev = Math.max(rev, this.compactRev, resume ? scheduled : 0);
+    if (resume) {
       this.compactRev = scheduled;
       this.scheduleCompaction(scheduled);
     }
@@ -404,6 +406,7 @@ export class MvccStore {
     if (tw.changes > 0) {
       this.curRev = tw.beginRev + 1;
       b.pending.push({ rev: this.curRev, events: tw.events });
+      for (const l of this.txnListeners) l(this.curRev, tw.events);
     }
     return this.curRev;
   }
@@ -519,6 +522,18 @@ export class MvccStore {
       hash: hashKeyBucket(this.backend, rev, this.compactRev, keep),
       compactRevision: this.compactRev,
       hashRevision: rev,
+    };
+  }
+
+  /**
+   * Subscribes to each write txn's events as it ends, inside the apply transaction (before commit), so
+   * state derived from keys (the lessor's key attachments) is current for the next request of the same
+   * batch. The listener must not throw. Returns the unsubscribe function.
+   */
+  onTxnApplied(listener: ChangeListener): () => void {
+    this.txnListeners.add(listener);
+    return () => {
+      this.txnListeners.delete(listener);
     };
   }
 
