@@ -70,7 +70,12 @@ class SimNode {
 }
 
 function isMember(cs: ConfState, id: bigint): boolean {
-  return cs.voters.includes(id) || cs.learners.includes(id) || cs.votersOutgoing.includes(id) || cs.learnersNext.includes(id);
+  return (
+    cs.voters.includes(id) ||
+    cs.learners.includes(id) ||
+    cs.votersOutgoing.includes(id) ||
+    cs.learnersNext.includes(id)
+  );
 }
 
 /** FNV-1a style rolling hash of the applied sequence: the simulated state machine. */
@@ -622,4 +627,3 @@ export function optionsFor(seed: number, nodes: number): SimOptions {
     trace: process.env.RAFT_TRACE === '1',
   };
 }
-
