@@ -102,6 +102,11 @@ export class Peer {
     for (const r of this.readers) r.paused = p;
   }
 
+  /** Both streams of ours to this peer are attached (messages go out streamed, in order). */
+  streamsWorking(): boolean {
+    return this.msgAppWriter?.working === true && this.msgWriter?.working === true;
+  }
+
   activeSince(): number | undefined {
     return this.status.active ? this.status.since : undefined;
   }

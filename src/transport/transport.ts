@@ -162,6 +162,11 @@ export class PeerTransport {
     return this.peers.get(id)?.activeSince();
   }
 
+  /** Whether the peer has dialed both our streams, so sends to it are streamed (in order). */
+  streamsWorking(id: bigint): boolean {
+    return this.peers.get(id)?.streamsWorking() === true;
+  }
+
   /** How many peers are active (etcd's ActivePeers). */
   activePeers(): number {
     let n = 0;
