@@ -11,6 +11,7 @@ import { ElectionDefinition } from '../gen/v3electionpb/v3election.js';
 import { LockDefinition } from '../gen/v3lockpb/v3lock.js';
 import type { EtcdServer } from '../server/server.js';
 import type { GrpcServer } from './grpc/server.js';
+import { registerLease } from './lease_service.js';
 
 export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   for (const def of [
@@ -33,6 +34,8 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   grpc.unary(m.deleteRange, kv, (req) => server.deleteRange(req));
   grpc.unary(m.txn, kv, (req) => server.txn(req));
   grpc.unary(m.compact, kv, (req) => server.compact(req));
+
+  registerLease(grpc, server);
 
   const cluster = ClusterDefinition.fullName;
   // etcd's Cluster responses carry no revision

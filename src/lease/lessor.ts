@@ -47,6 +47,8 @@ export interface LessorOptions {
 
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
+  /** key (latin1) -> the lease it is attached to */
+  private readonly keyLease = new Map<string, bigint>();
   private primary = false;
   private readonly now: () => number;
   readonly minTtl: number;
@@ -114,6 +116,7 @@ export class Lessor {
     if (l === undefined) throw new LeaseNotFoundError(id);
     this.leases.delete(id);
     this.backend.remove(id);
+    for (const k of l.keys) this.keyLease.delete(k);
     return [...l.keys].sort();
   }
 
@@ -124,23 +127,31 @@ export class Lessor {
     this.backend.save({ id, ttl: l.ttl, remainingTtl });
   }
 
-  attach(id: bigint, key: string): void {
+  /**
+   * Records that `key` now carries lease `id` (0n: no lease), moving it off any lease it had. Fed from
+   * the store's write events, so it follows puts, overwrites and deletes alike.
+   */
+  setKeyLease(key: string, id: bigint): void {
+    const old = this.keyLease.get(key);
+    if (old === id) return;
+    if (old !== undefined) {
+      this.leases.get(old)?.keys.delete(key);
+      this.keyLease.delete(key);
+    }
+    if (id === 0n) return;
     const l = this.leases.get(id);
-    if (l === undefined) throw new LeaseNotFoundError(id);
+    if (l === undefined) return; // the lease was revoked in the meantime: nothing to attach to
     l.keys.add(key);
-  }
-
-  detach(id: bigint, key: string): void {
-    this.leases.get(id)?.keys.delete(key);
+    this.keyLease.set(key, id);
   }
 
   // ---- primary only ----
 
-  /** Extends a lease to its full TTL; returns the TTL. A renewal also clears its checkpoint. */
+  /** Extends a lease to its full TTL; returns the TTL. */
   renew(id: bigint): number {
     const l = this.leases.get(id);
     if (l === undefined) throw new LeaseNotFoundError(id);
-    l.remainingTtl = 0;
+    // the next checkpoint persists the fresh remaining TTL (see checkpointCandidates)
     if (this.primary) l.expiresAt = this.now() + l.ttl * 1000;
     return l.ttl;
   }
@@ -155,7 +166,7 @@ export class Lessor {
     return out.slice(0, limit).map((l) => l.id);
   }
 
-  /** Remaining TTLs worth persisting: leases whose clock has run down since the last checkpoint. */
+  /** Remaining TTLs worth persisting: leases whose clock moved (ran down or was renewed) since the last checkpoint. */
   checkpointCandidates(): { id: bigint; remainingTtl: number }[] {
     if (!this.primary) return [];
     const out: { id: bigint; remainingTtl: number }[] = [];
@@ -173,10 +184,14 @@ export class Lessor {
     return this.leases.get(id);
   }
 
-  /** Seconds left, rounded up (etcd rounds up, so a fresh 10 s lease shows 10). */
+  /** Whole seconds left, rounded up (what a checkpoint records). */
   remainingSeconds(l: Lease): number {
-    if (l.expiresAt === Number.POSITIVE_INFINITY) return this.secondsLeft(l);
-    return Math.max(0, Math.ceil((l.expiresAt - this.now()) / 1000));
+    return Math.ceil(this.remainingMs(l) / 1000);
+  }
+
+  remainingMs(l: Lease): number {
+    if (l.expiresAt === Number.POSITIVE_INFINITY) return this.secondsLeft(l) * 1000;
+    return Math.max(0, l.expiresAt - this.now());
   }
 
   ids(): bigint[] {

@@ -20,7 +20,7 @@ import { CompactedError, FutureRevisionError } from './errors.js';
 import { hashBackend, hashKeyBucket } from './hash.js';
 import { type IndexedRev, type IndexUndo, type KeyIndex, TreeIndex } from './key_index.js';
 import { decodeKeyValue, encodeKeyValue, encodeTombstone } from './kv_codec.js';
-import { bytesToRev, isTombstoneKey, RevisionSet, revToBytes } from './revision.js';
+import { bytesToRev, isTombstoneKey, RevisionSet, revToBytes, revToScratch } from './revision.js';
 
 export interface RangeOptions {
   /** revision to read at; 0 or absent: the current revision */
@@ -238,7 +238,7 @@ export class MvccStore {
 
   private fetchMaybe(main: number, sub: number): KeyValue | undefined {
     if (this.closed) return undefined;
-    const v = this.keyDb.get(revToBytes(main, sub));
+    const v = this.keyDb.get(revToScratch(main, sub));
     return v === undefined ? undefined : decodeKeyValue(v);
   }
 
@@ -311,7 +311,7 @@ export class MvccStore {
   }
 
   /** @internal */
-  writeRev(tw: TxnWriteImpl, b: BatchState, key: Buffer, value: Buffer, lease: bigint): { prev?: KeyValue } {
+  writeRev(tw: TxnWriteImpl, b: BatchState, key: Buffer, value: Buffer, lease: bigint): PutResult {
     const rev = tw.beginRev + 1;
     const sub = tw.changes;
     const ki = this.index.getKeyIndex(key);
@@ -324,52 +324,29 @@ export class MvccStore {
       version: prev ? prev.version + 1 : 1,
       lease,
     };
-    const rk = revToBytes(rev, sub);
-    this.keyDb.putSync(rk, encodeKeyValue(kv));
-    tw.written.push(rk);
+    this.keyDb.putSync(revToScratch(rev, sub), encodeKeyValue(kv));
     this.index.put(key, rev, sub, lease, b.undo);
-    if (prev === undefined) {
-      tw.events.push({ type: Event_EventType.PUT, kv, prevKv: undefined });
-      return {};
-    }
-    let cached: KeyValue | undefined | null = null;
-    const prevKv = () => {
-      if (cached === null) cached = this.fetchMaybe(prev.main, prev.sub);
-      return cached;
-    };
-    tw.events.push({
-      type: Event_EventType.PUT,
-      kv,
-      get prevKv() {
-        return prevKv();
-      },
-    });
-    return {
-      get prev() {
-        return prevKv();
-      },
-    };
+    const prevRef = prev === undefined ? undefined : new PrevRef(this, prev.main, prev.sub);
+    tw.events.push(new StoreEvent(Event_EventType.PUT, kv, prevRef));
+    return new PutResult(prevRef);
   }
 
   /** @internal */
-  deleteRevs(
-    tw: TxnWriteImpl,
-    b: BatchState,
-    key: Buffer,
-    end: Buffer | undefined,
-    values: boolean,
-  ): KeyValue[] {
+  deleteRevs(tw: TxnWriteImpl, b: BatchState, key: Buffer, end: Buffer | undefined, values: boolean): KeyValue[] {
     const e = normEnd(end);
     const atRev = tw.beginRev + (tw.changes > 0 ? 1 : 0);
-    const found: Array<[KeyIndex, IndexedRev]> = [];
+    const found: KeyIndex[] = [];
+    const revs: IndexedRev[] = [];
     this.index.visit(key, e, atRev, (ki, r) => {
-      found.push([ki, r]);
+      found.push(ki);
+      revs.push(r);
       return true;
     });
     const rev = tw.beginRev + 1;
     const prevs: KeyValue[] = new Array(found.length);
     for (let i = 0; i < found.length; i++) {
-      const [ki, r] = found[i];
+      const ki = found[i];
+      const r = revs[i];
       const prev: KeyValue = values
         ? this.fetch(r.main, r.sub)
         : {
@@ -382,22 +359,23 @@ export class MvccStore {
           };
       prevs[i] = prev;
       const sub = tw.changes + i;
-      const rk = revToBytes(rev, sub, true);
-      this.keyDb.putSync(rk, encodeTombstone(ki.key));
-      tw.written.push(rk);
+      this.keyDb.putSync(revToScratch(rev, sub, true), encodeTombstone(ki.key));
       this.index.tombstone(ki.key, rev, sub, b.undo);
-      const store = this;
-      let cached: KeyValue | undefined | null = values ? prev : null;
-      tw.events.push({
-        type: Event_EventType.DELETE,
-        kv: { key: ki.key, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0n },
-        get prevKv() {
-          if (cached === null) cached = store.fetchMaybe(r.main, r.sub);
-          return cached;
-        },
-      });
+      const prevRef = new PrevRef(this, r.main, r.sub, values ? prev : null);
+      tw.events.push(
+        new StoreEvent(
+          Event_EventType.DELETE,
+          { key: ki.key, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0n },
+          prevRef,
+        ),
+      );
     }
     return prevs;
+  }
+
+  /** @internal reads a revision that may have been compacted since. */
+  readRev(main: number, sub: number): KeyValue | undefined {
+    return this.fetchMaybe(main, sub);
   }
 
   /** @internal */
@@ -413,7 +391,12 @@ export class MvccStore {
 
   /** @internal */
   abortTxn(tw: TxnWriteImpl, b: BatchState, undoMark: number): void {
-    for (const rk of tw.written) this.keyDb.removeSync(rk);
+    // the txn wrote exactly the revisions (beginRev + 1, 0..changes-1), each plain or tombstone
+    const rev = tw.beginRev + 1;
+    for (let sub = 0; sub < tw.changes; sub++) {
+      this.keyDb.removeSync(revToScratch(rev, sub));
+      this.keyDb.removeSync(revToScratch(rev, sub, true));
+    }
     for (let i = b.undo.length - 1; i >= undoMark; i--) this.index.revert(b.undo[i]);
     b.undo.length = undoMark;
     if (b.open === tw) b.open = undefined;
@@ -610,7 +593,6 @@ export class MvccStore {
 class TxnWriteImpl implements TxnWrite {
   changes = 0;
   readonly events: Event[] = [];
-  readonly written: Buffer[] = [];
   private readonly undoMark: number;
   private ended = false;
 
@@ -631,7 +613,7 @@ class TxnWriteImpl implements TxnWrite {
     return this.store.rangeAt(key, end, opts, this.beginRev + (this.changes > 0 ? 1 : 0));
   }
 
-  put(key: Buffer, value: Buffer, lease: bigint): { prev?: KeyValue } {
+  put(key: Buffer, value: Buffer, lease: bigint): PutResult {
     this.check();
     const r = this.store.writeRev(this, this.b, key, value, lease);
     this.changes++;
@@ -640,9 +622,8 @@ class TxnWriteImpl implements TxnWrite {
 
   deleteRange(key: Buffer, end: Buffer | undefined, opts?: { values?: boolean }): KeyValue[] {
     this.check();
-    const before = this.written.length;
     const r = this.store.deleteRevs(this, this.b, key, end, opts?.values !== false);
-    this.changes += this.written.length - before;
+    this.changes += r.length;
     return r;
   }
 
@@ -656,5 +637,49 @@ class TxnWriteImpl implements TxnWrite {
     if (this.ended) return;
     this.ended = true;
     this.store.abortTxn(this, this.b, this.undoMark);
+  }
+}
+
+/** A previous revision, read from the backend on first use (undefined once compacted away). */
+class PrevRef {
+  constructor(
+    private readonly store: MvccStore | undefined,
+    private readonly main: number,
+    private readonly sub: number,
+    private cached: KeyValue | undefined | null = null,
+  ) {}
+
+  get(): KeyValue | undefined {
+    if (this.cached === null) this.cached = this.store?.readRev(this.main, this.sub);
+    return this.cached;
+  }
+}
+
+/** What TxnWrite.put returns: `prev`, the KeyValue it replaced, is read on access. */
+export class PutResult {
+  constructor(private readonly ref: PrevRef | undefined) {}
+
+  get prev(): KeyValue | undefined {
+    return this.ref?.get();
+  }
+}
+
+/**
+ * An mvccpb.Event whose prevKv is read from the backend on first access (a getter on the prototype:
+ * read it or encode the event; spreading the event does not copy it).
+ */
+export class StoreEvent implements Event {
+  constructor(
+    readonly type: Event_EventType,
+    readonly kv: KeyValue,
+    private prev: PrevRef | undefined,
+  ) {}
+
+  get prevKv(): KeyValue | undefined {
+    return this.prev?.get();
+  }
+
+  set prevKv(v: KeyValue | undefined) {
+    this.prev = new PrevRef(undefined, 0, 0, v);
   }
 }

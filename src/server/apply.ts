@@ -1,6 +1,14 @@
 // The one apply function: every committed request, in log order, changes state here and only here.
 // It is deterministic: the same log gives the same state on every member.
 import type { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
+import type {
+  LeaseCheckpointResponse,
+  LeaseGrantResponse,
+  LeaseRevokeResponse,
+  ResponseHeader,
+} from '../gen/etcdserverpb/rpc.js';
+import type { Lessor } from '../lease/lessor.js';
+import type { MvccStore } from '../mvcc/store.js';
 import type { KvApplier } from './apply_kv.js';
 import { Code, EtcdError } from './errors.js';
 
@@ -8,7 +16,12 @@ import { Code, EtcdError } from './errors.js';
 export type ApplyResult = unknown;
 
 export class Applier {
-  constructor(private readonly kv: KvApplier) {}
+  constructor(
+    private readonly store: MvccStore,
+    private readonly kv: KvApplier,
+    private readonly lessor: Lessor,
+    private readonly header: (revision: number) => ResponseHeader,
+  ) {}
 
   /** Called inside the backend's write transaction for the batch. Never throws: errors are results. */
   apply(req: InternalRaftRequest): ApplyResult {
@@ -18,9 +31,31 @@ export class Applier {
       if (req.txn !== undefined) return this.kv.txn(req.txn);
       if (req.compaction !== undefined) return this.kv.compact(req.compaction);
       if (req.range !== undefined) return this.kv.range(req.range);
+      if (req.leaseGrant !== undefined) return this.leaseGrant(req.leaseGrant.ID, req.leaseGrant.TTL);
+      if (req.leaseRevoke !== undefined) return this.leaseRevoke(req.leaseRevoke.ID);
+      if (req.leaseCheckpoint !== undefined) {
+        for (const c of req.leaseCheckpoint.checkpoints) this.lessor.checkpoint(c.ID, c.remainingTTL);
+        return { header: this.header(this.store.currentRevision) } satisfies LeaseCheckpointResponse;
+      }
       return new EtcdError(Code.UNIMPLEMENTED, 'etcd-ts: this request type is not supported yet');
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
+  }
+
+  private leaseGrant(id: bigint, ttl: number): LeaseGrantResponse {
+    const l = this.lessor.grant(id, ttl);
+    return { header: this.header(this.store.currentRevision), ID: l.id, TTL: l.ttl, error: '' };
+  }
+
+  /** Deletes the lease's keys in one revision, then forgets the lease (etcd's order). */
+  private leaseRevoke(id: bigint): LeaseRevokeResponse {
+    const keys = this.lessor.revoke(id);
+    if (keys.length > 0) {
+      const tw = this.store.txnWrite();
+      for (const k of keys) tw.deleteRange(Buffer.from(k, 'latin1'), undefined);
+      tw.end();
+    }
+    return { header: this.header(this.store.currentRevision) };
   }
 }

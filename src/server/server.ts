@@ -3,11 +3,19 @@
 // several members side by side and stop each cleanly.
 import { accessSync, constants as fsc, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
 import type {
   CompactionRequest,
   CompactionResponse,
   DeleteRangeRequest,
   DeleteRangeResponse,
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseLeasesResponse,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
   Member,
   PutRequest,
   PutResponse,
@@ -18,13 +26,16 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../gen/etcdserverpb/rpc.js';
-import { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
+import { Event_EventType } from '../gen/mvccpb/kv.js';
+import { LeaseNotFoundError, LeaseTTLTooLargeError } from '../lease/errors.js';
+import { Lessor, MAX_LEASE_TTL } from '../lease/lessor.js';
 import { MvccStore } from '../mvcc/store.js';
 import { Applier } from './apply.js';
 import { KvApplier } from './apply_kv.js';
 import type { ServerConfig } from './config.js';
 import { Errors } from './errors.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './kv_validate.js';
+import { lmdbLeaseBackend } from './lease_backend.js';
 import { LocalCommitter } from './local_commit.js';
 import type { Logger } from './logger.js';
 import { clusterId, idToHex, memberId } from './member_id.js';
@@ -33,15 +44,22 @@ import { SERVER_VERSION } from './version.js';
 
 export class DataDirError extends Error {}
 
+/** How often remaining lease TTLs are written through the log (and so survive a restart). */
+const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
+
 export class EtcdServer {
   readonly memberId: bigint;
   readonly clusterId: bigint;
   /** Single member: the term a fresh etcd member reaches after electing itself. */
   readonly raftTerm = 2;
   readonly store: MvccStore;
+  readonly lessor: Lessor;
   private readonly kv: KvApplier;
   private readonly committer: LocalCommitter;
   private readonly ids: RequestIdGenerator;
+  private readonly timers: NodeJS.Timeout[] = [];
+  /** leases whose expiry revoke is in flight, so the expiry loop proposes each once */
+  private readonly revoking = new Set<bigint>();
   private closed = false;
 
   private constructor(
@@ -51,12 +69,30 @@ export class EtcdServer {
   ) {
     const ownPeerUrls = config.initialCluster.get(config.name) ?? [];
     this.memberId = memberId(ownPeerUrls, config.initialClusterToken);
-    const allIds = [...config.initialCluster.values()].map((urls) => memberId(urls, config.initialClusterToken));
+    const allIds = [...config.initialCluster.values()].map((urls) =>
+      memberId(urls, config.initialClusterToken),
+    );
     this.clusterId = clusterId(allIds);
     this.store = store;
-    this.kv = new KvApplier(store, (revision) => this.header(revision));
-    this.committer = new LocalCommitter(store, new Applier(this.kv));
+    // etcd's floor on lease TTLs: one and a half election timeouts, in whole seconds
+    const minTtl = Math.ceil((1.5 * config.electionTimeoutMs) / 1000);
+    this.lessor = new Lessor(lmdbLeaseBackend(store), { minTtl });
+    for (const { key, lease } of store.leasedKeys()) this.lessor.setKeyLease(key.toString('latin1'), lease);
+    store.onTxnApplied((_rev, events) => {
+      for (const e of events) {
+        const key = e.kv!.key.toString('latin1');
+        this.lessor.setKeyLease(key, e.type === Event_EventType.PUT ? e.kv!.lease : 0n);
+      }
+    });
+    const header = (revision: number) => this.header(revision);
+    this.kv = new KvApplier(store, header, { leaseExists: (id) => this.lessor.lookup(id) !== undefined });
+    this.committer = new LocalCommitter(store, new Applier(store, this.kv, this.lessor, header));
     this.ids = new RequestIdGenerator(this.memberId, Date.now());
+    // a single member is always the leader: it runs the lease clocks
+    this.lessor.promote();
+    this.timers.push(setInterval(() => this.revokeExpiredLeases(), 250));
+    this.timers.push(setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_INTERVAL_MS));
+    for (const t of this.timers) t.unref();
   }
 
   static open(config: ServerConfig, log: Logger): EtcdServer {
@@ -141,6 +177,73 @@ export class EtcdServer {
     return this.committer.propose(req);
   }
 
+  // ---- Lease ----
+
+  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+    if (req.TTL > MAX_LEASE_TTL) throw new LeaseTTLTooLargeError();
+    const ID = req.ID !== 0n ? req.ID : this.ids.generate() & 0x7fffffffffffffffn;
+    return (await this.propose({ leaseGrant: { ID, TTL: req.TTL } })) as LeaseGrantResponse;
+  }
+
+  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
+    return (await this.propose({ leaseRevoke: req })) as LeaseRevokeResponse;
+  }
+
+  /** A keepalive: resets the lease's clock (leader only). Returns the granted TTL, 0 if the lease is gone. */
+  leaseRenew(id: bigint): number {
+    try {
+      return this.lessor.renew(id);
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return 0;
+      throw err;
+    }
+  }
+
+  leaseTimeToLive(req: LeaseTimeToLiveRequest): LeaseTimeToLiveResponse {
+    const header = this.header(this.store.currentRevision);
+    const l = this.lessor.lookup(req.ID);
+    if (l === undefined) return { header, ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
+    // etcd truncates: a 10 s lease shows 9 s remaining a moment after its grant
+    const ttl = Math.floor(this.lessor.remainingMs(l) / 1000);
+    const keys = req.keys ? [...l.keys].sort().map((k) => Buffer.from(k, 'latin1')) : [];
+    return { header, ID: l.id, TTL: ttl, grantedTTL: l.ttl, keys };
+  }
+
+  leaseLeases(): LeaseLeasesResponse {
+    return {
+      header: this.header(this.store.currentRevision),
+      leases: this.lessor.ids().map((ID) => ({ ID })),
+    };
+  }
+
+  private revokeExpiredLeases(): void {
+    if (this.closed) return;
+    for (const id of this.lessor.expired()) {
+      if (this.revoking.has(id)) continue;
+      this.revoking.add(id);
+      this.propose({ leaseRevoke: { ID: id } })
+        .catch((err) => {
+          if (!(err instanceof LeaseNotFoundError)) {
+            this.log.warn(
+              { 'lease-id': id.toString(16), error: String(err) },
+              'failed to revoke an expired lease',
+            );
+          }
+        })
+        .finally(() => this.revoking.delete(id));
+    }
+  }
+
+  /** Persists remaining TTLs through the log, so a restart does not hand every lease a fresh TTL. */
+  private checkpointLeases(): void {
+    if (this.closed) return;
+    const checkpoints = this.lessor
+      .checkpointCandidates()
+      .map((c) => ({ ID: c.id, remainingTTL: c.remainingTtl }));
+    if (checkpoints.length === 0) return;
+    this.propose({ leaseCheckpoint: { checkpoints } }).catch(() => {});
+  }
+
   // ---- Cluster / Maintenance ----
 
   members(): Member[] {
@@ -174,6 +277,7 @@ export class EtcdServer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const t of this.timers) clearInterval(t);
     this.committer.stop();
     this.store.close();
   }

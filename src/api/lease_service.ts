@@ -1,0 +1,26 @@
+// Lease gRPC service: grant/revoke go through the log; keepalives and TTL reads are answered here.
+import { LeaseDefinition } from '../gen/etcdserverpb/rpc.js';
+import type { EtcdServer } from '../server/server.js';
+import type { GrpcServer } from './grpc/server.js';
+
+export function registerLease(grpc: GrpcServer, server: EtcdServer): void {
+  const svc = LeaseDefinition.fullName;
+  const m = LeaseDefinition.methods;
+  grpc.unary(m.leaseGrant, svc, (req) => server.leaseGrant(req));
+  grpc.unary(m.leaseRevoke, svc, (req) => server.leaseRevoke(req));
+  grpc.unary(m.leaseTimeToLive, svc, (req) => server.leaseTimeToLive(req));
+  grpc.unary(m.leaseLeases, svc, () => server.leaseLeases());
+  grpc.bidi(m.leaseKeepAlive, svc, (stream) => {
+    stream.onMessage((req) => {
+      let ttl: number;
+      try {
+        ttl = server.leaseRenew(req.ID);
+      } catch (err) {
+        stream.end(err);
+        return;
+      }
+      stream.send({ header: server.header(server.store.currentRevision), ID: req.ID, TTL: ttl });
+    });
+    stream.onHalfClose(() => stream.end());
+  });
+}
