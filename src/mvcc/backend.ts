@@ -24,33 +24,72 @@ export interface BackendOptions {
 }
 
 export class Backend {
-  readonly env: RootDatabase<Buffer, Buffer>;
   readonly dir: string;
+  private root: RootDatabase<Buffer, Buffer>;
+  /** Real sub-database handles on the current environment. */
   private readonly buckets = new Map<string, Bucket>();
+  /** The handles given out by bucket(): they forward to the current environment (see switchTo). */
+  private readonly handles = new Map<string, Bucket>();
 
-  constructor(opts: BackendOptions) {
+  constructor(private readonly opts: BackendOptions) {
     this.dir = opts.dir;
-    this.env = open<Buffer, Buffer>({
-      path: opts.dir,
-      noSubdir: false,
-      maxDbs: 32,
-      keyEncoding: 'binary',
-      encoding: 'binary',
-      noSync: !!opts.noSync,
-      // with overlapping sync a synchronous commit returns before the flush; we want the flush in the commit
-      overlappingSync: false,
-      ...(opts.mapSizeBytes ? { mapSize: opts.mapSizeBytes } : {}),
-    });
+    this.root = openEnv(opts.dir, opts);
   }
 
-  /** Opens (creating on first write) a bucket in this environment. Buckets opened here count in hash(). */
-  bucket(name: string): Bucket {
+  /** The LMDB root of the current environment (it changes when defragmentation switches files). */
+  get env(): RootDatabase<Buffer, Buffer> {
+    return this.root;
+  }
+
+  private realBucket(name: string): Bucket {
     let b = this.buckets.get(name);
     if (!b) {
-      b = this.env.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary' });
+      b = this.root.openDB<Buffer, Buffer>({ name, keyEncoding: 'binary', encoding: 'binary' });
       this.buckets.set(name, b);
     }
     return b;
+  }
+
+  /**
+   * Opens (creating on first write) a bucket in this environment. Buckets opened here count in hash().
+   * The handle stays valid across switchTo(): it forwards every call to the current environment.
+   */
+  bucket(name: string): Bucket {
+    let h = this.handles.get(name);
+    if (!h) {
+      this.realBucket(name);
+      const forwarders = new Map<PropertyKey, unknown>();
+      h = new Proxy({} as Bucket, {
+        get: (_t, prop) => {
+          let f = forwarders.get(prop);
+          if (f === undefined) {
+            const v = (this.realBucket(name) as unknown as Record<PropertyKey, unknown>)[prop];
+            if (typeof v !== 'function') return v;
+            f = (...args: unknown[]) =>
+              (this.realBucket(name) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>)[prop]!(
+                ...args,
+              );
+            forwarders.set(prop, f);
+          }
+          return f;
+        },
+      });
+      this.handles.set(name, h);
+    }
+    return h;
+  }
+
+  /**
+   * Maintenance (defragmentation): makes the environment in `dir` (a compacted copy of this one, taken
+   * while nothing wrote) the current one; bucket handles follow. Returns the previous environment,
+   * which the caller closes once it has moved the files into place.
+   */
+  switchTo(dir: string): RootDatabase<Buffer, Buffer> {
+    const next = openEnv(dir, this.opts);
+    const prev = this.root;
+    this.root = next;
+    this.buckets.clear();
+    return prev;
   }
 
   /** Names of the buckets that exist in the file, in byte order (as bbolt lists them). */
@@ -99,6 +138,20 @@ export class Backend {
   }
 
   close(): Promise<void> {
-    return this.env.close();
+    return this.root.close();
   }
+}
+
+function openEnv(dir: string, opts: BackendOptions): RootDatabase<Buffer, Buffer> {
+  return open<Buffer, Buffer>({
+    path: dir,
+    noSubdir: false,
+    maxDbs: 32,
+    keyEncoding: 'binary',
+    encoding: 'binary',
+    noSync: !!opts.noSync,
+    // with overlapping sync a synchronous commit returns before the flush; we want the flush in the commit
+    overlappingSync: false,
+    ...(opts.mapSizeBytes ? { mapSize: opts.mapSizeBytes } : {}),
+  });
 }

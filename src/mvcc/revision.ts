@@ -35,6 +35,22 @@ export function revToBytes(main: number, sub: number, tombstone = false): Buffer
   return b;
 }
 
+const scratch = Buffer.alloc(MARKED_REV_BYTES_LEN);
+const scratchPlain = scratch.subarray(0, REV_BYTES_LEN);
+
+/**
+ * Like revToBytes, into a shared buffer: valid until the next call. For keys handed straight to LMDB,
+ * which copies them.
+ */
+export function revToScratch(main: number, sub: number, tombstone = false): Buffer {
+  writeU64(scratch, 0, main);
+  scratch[8] = SEP;
+  writeU64(scratch, 9, sub);
+  if (!tombstone) return scratchPlain;
+  scratch[17] = TOMBSTONE_MARK;
+  return scratch;
+}
+
 /** Parses a backend revision key (17 or 18 bytes). */
 export function bytesToRev(b: Buffer): Revision {
   return { main: readU64(b, 0), sub: readU64(b, 9) };

@@ -332,7 +332,13 @@ export class MvccStore {
   }
 
   /** @internal */
-  deleteRevs(tw: TxnWriteImpl, b: BatchState, key: Buffer, end: Buffer | undefined, values: boolean): KeyValue[] {
+  deleteRevs(
+    tw: TxnWriteImpl,
+    b: BatchState,
+    key: Buffer,
+    end: Buffer | undefined,
+    values: boolean,
+  ): KeyValue[] {
     const e = normEnd(end);
     const atRev = tw.beginRev + (tw.changes > 0 ? 1 : 0);
     const found: KeyIndex[] = [];
