@@ -183,6 +183,143 @@ test('real etcd 3.4 and a PeerTransport member form a cluster', {
     );
     assert.ok(put, 'the put reached us in a MsgApp');
     assert.match(etcdLog, new RegExp(`${idHex(realId)} became leader at term`));
+    if (process.env.TRANSPORT_INTEROP_LOG) console.log(etcdLog);
+  } catch (err) {
+    t.diagnostic(etcdLog.split('\n').slice(-40).join('\n'));
+    throw err;
+  }
+});
+
+test('a PeerTransport member leads a real etcd 3.4 follower (our appends go over msgappv2)', {
+  skip: !existsSync(ETCD) && 'etcd not installed',
+  timeout: 60_000,
+}, async (t) => {
+  const token = 'transport-interop-leader';
+  let transport: PeerTransport | undefined;
+  const server = await PeerServer.listen({
+    listenUrl: 'http://127.0.0.1:0',
+    handlers: [(req, res) => transport?.handler()(req, res) ?? false],
+  });
+  const fakeUrl = server.url;
+  const peerPort = await freePort();
+  const clientPort = await freePort();
+  const realPeerUrl = `http://127.0.0.1:${peerPort}`;
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const fakeId = memberId([fakeUrl], token);
+  const realId = memberId([realPeerUrl], token);
+  const cid = clusterId([fakeId, realId]);
+
+  // A minimal leader for term 2 over the two bootstrap entries (index 1-2, term 1).
+  const TERM = 2;
+  let granted = false;
+  let lastIndex = 2;
+  let lastTerm = 1;
+  let match = 0;
+  let commit = 0;
+  const received: Message[] = [];
+  const send = (m: Partial<Message>) =>
+    transport!.send([MessageCodec.fromPartial({ term: TERM, ...m, from: fakeId, to: realId })]);
+  const heartbeat = () => send({ type: MessageType.MsgHeartbeat, commit: Math.min(match, commit) });
+  const append = (entries: Message['entries']) => {
+    for (const e of entries) {
+      e.term = TERM;
+      e.index = ++lastIndex;
+    }
+    send({ type: MessageType.MsgApp, index: lastIndex - entries.length, logTerm: lastTerm, entries, commit });
+    if (entries.length > 0) lastTerm = TERM;
+  };
+  const handler: RaftHandler = {
+    process(m) {
+      received.push(m);
+      switch (m.type) {
+        case MessageType.MsgVoteResp:
+          if (!m.reject && m.term === TERM) granted = true;
+          break;
+        case MessageType.MsgAppResp:
+          if (!m.reject && m.index > match) {
+            match = m.index;
+            commit = match; // both members hold it: a quorum of two
+            heartbeat();
+          }
+          break;
+        case MessageType.MsgProp:
+          append(m.entries);
+          break;
+        case MessageType.MsgReadIndex:
+          send({ type: MessageType.MsgReadIndexResp, index: commit, entries: m.entries });
+          break;
+      }
+    },
+    isIdRemoved: () => false,
+    reportUnreachable: () => {},
+    reportSnapshot: () => {},
+  };
+  transport = new PeerTransport({ localId: fakeId, clusterId: cid, handler, peerUrls: [fakeUrl] });
+  transport.addPeer(realId, [realPeerUrl]);
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'transport-interop-'));
+  let etcdLog = '';
+  const etcd = spawn(
+    ETCD,
+    [
+      '--name=real',
+      `--data-dir=${dataDir}`,
+      `--listen-peer-urls=${realPeerUrl}`,
+      `--initial-advertise-peer-urls=${realPeerUrl}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${clientUrl}`,
+      `--initial-cluster=real=${realPeerUrl},fake=${fakeUrl}`,
+      `--initial-cluster-token=${token}`,
+      '--initial-cluster-state=new',
+      '--election-timeout=5000',
+      '--logger=zap',
+      '--log-outputs=stderr',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  etcd.stderr.on('data', (c: Buffer) => {
+    etcdLog += c.toString();
+  });
+  let ticker: NodeJS.Timeout | undefined;
+  t.after(async () => {
+    clearInterval(ticker);
+    etcd.kill('SIGKILL');
+    await transport?.stop();
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  try {
+    // Campaign before its own (5 s) election timeout: our log (term 1, index 2) is as long as its.
+    await waitFor(() => {
+      if (!granted) send({ type: MessageType.MsgVote, index: 2, logTerm: 1 });
+      return granted;
+    }, 'its vote');
+    await waitFor(() => transport!.streamsWorking(realId), 'etcd dialed our streams');
+    ticker = setInterval(heartbeat, 100);
+    append([{ term: 0, index: 0, type: 0, data: Buffer.alloc(0) }]); // the leader's empty entry
+    // Its attribute publish (a MsgProp forwarded to us) commits through our appends.
+    await waitFor(() => commit >= 4, 'appends acknowledged');
+    const env = { ...process.env, ETCDCTL_API: '3' };
+    const ctl = async (...args: string[]) =>
+      (await run(ETCDCTL, [`--endpoints=${clientUrl}`, '--command-timeout=10s', ...args], { env })).stdout;
+    await waitFor(async () => {
+      try {
+        return (
+          /"leader":(\d+)/.exec(await ctl('endpoint', 'status', '-w', 'json'))?.[1] === fakeId.toString()
+        );
+      } catch {
+        return false;
+      }
+    }, 'etcd reports our member as leader');
+    await ctl('put', 'led-by', 'etcd-ts');
+    assert.equal((await ctl('get', 'led-by', '--print-value-only')).trim(), 'etcd-ts');
+    assert.ok(
+      received.some((m) => m.type === MessageType.MsgProp),
+      'its proposals were forwarded to us',
+    );
+    assert.ok(!received.some((m) => m.type === MessageType.MsgAppResp && m.reject), 'no append was rejected');
+    assert.match(etcdLog, new RegExp(`elected leader ${idHex(fakeId)} at term 2`));
   } catch (err) {
     t.diagnostic(etcdLog.split('\n').slice(-40).join('\n'));
     throw err;
