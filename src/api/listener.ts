@@ -1,10 +1,14 @@
 // The client port: one TCP listener that serves gRPC (HTTP/2) and plain HTTP/1.1 (/health,
 // /version, later /metrics and the JSON gateway), as etcd does with its connection multiplexer.
 // Plaintext HTTP/2 has no ALPN, so the first bytes of each connection decide: the HTTP/2
-// client preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server.
+// client preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server. HTTP/2
+// connections are looked at up to their first request: those with an :authority Node's server
+// rejects (grpc-go's "http://host:port", sent by etcdctl 3.4) go through a header repair filter.
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { repairStream } from './h2/repair.js';
+import { EMPTY_SETTINGS, H2Sniffer, type SniffDecision } from './h2/sniff.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -20,14 +24,27 @@ export interface ListenAddress {
   port: number;
 }
 
+export interface ClientListenerOptions {
+  maxConcurrentStreams?: number;
+  /**
+   * How long a new HTTP/2 connection may sit without a first request before it is handed to the
+   * HTTP/2 server unexamined (default 10 s).
+   */
+  sniffTimeoutMs?: number;
+}
+
 export class ClientListener {
   private readonly tcp: net.Server;
   private readonly h2: http2.Http2Server;
   private readonly h1: http.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sniffTimeoutMs: number;
+  /** HTTP/2 connections routed through the header repair filter so far. */
+  repairedConnections = 0;
 
-  constructor(handlers: ClientHandlers, opts: { maxConcurrentStreams?: number } = {}) {
+  constructor(handlers: ClientHandlers, opts: ClientListenerOptions = {}) {
+    this.sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
     this.h2 = http2.createServer({
       settings: {
         maxConcurrentStreams: opts.maxConcurrentStreams ?? 2 ** 32 - 1,
@@ -54,19 +71,75 @@ export class ClientListener {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
+    // Read in paused mode and put the bytes back: the HTTP/2 session picks up what is buffered on
+    // the socket when it is created (flowing mode would hand those bytes to nobody).
     let head: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = socket.read()) !== null)
+        head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length === 0) return;
       const n = Math.min(head.length, H2_PREFACE.length);
       const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (isH2 && head.length < H2_PREFACE.length) return; // wait for the whole preface
-      socket.off('data', onData);
-      socket.pause();
+      socket.off('readable', onReadable);
+      if (isH2) {
+        this.sniffH2(socket, head);
+        return;
+      }
       socket.unshift(head);
-      (isH2 ? this.h2 : this.h1).emit('connection', socket);
-      socket.resume();
+      this.h1.emit('connection', socket);
     };
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
+  }
+
+  /**
+   * Reads on until the connection's first header block (see h2/sniff.ts). Well-behaved clients get
+   * the raw socket handed to the HTTP/2 server; clients whose :authority Node would reject (grpc-go's
+   * "http://host:port") get a filter in between that repairs every header block (h2/repair.ts).
+   */
+  private sniffH2(socket: net.Socket, first: Buffer): void {
+    const sniffer = new H2Sniffer();
+    const act = (d: SniffDecision) => {
+      if (d.kind === 'more') {
+        if (d.sendSettings) socket.write(EMPTY_SETTINGS);
+        return;
+      }
+      clearTimeout(timer);
+      socket.off('readable', onReadable);
+      socket.off('end', onEnd);
+      if (d.kind === 'fast') {
+        socket.unshift(d.head);
+        this.h2.emit('connection', socket);
+      } else {
+        this.repairedConnections++;
+        this.h2.emit(
+          'connection',
+          repairStream(socket, d.head, { dropFirstSettingsAck: d.dropFirstSettingsAck }),
+        );
+      }
+    };
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      let d: SniffDecision | undefined;
+      while ((chunk = socket.read()) !== null) {
+        d = sniffer.push(chunk);
+        if (d.kind !== 'more') break;
+        act(d);
+      }
+      if (d && d.kind !== 'more') act(d);
+    };
+    const onEnd = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const timer = setTimeout(() => {
+      if (!socket.destroyed) act(sniffer.timeout());
+    }, this.sniffTimeoutMs).unref();
+    socket.on('readable', onReadable);
+    socket.on('end', onEnd);
+    socket.once('close', () => clearTimeout(timer));
+    act(sniffer.push(first));
   }
 
   listen(host: string, port: number): Promise<ListenAddress> {
