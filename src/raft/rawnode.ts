@@ -183,8 +183,7 @@ export class RawNode {
 
   hasReady(): boolean {
     const r = this.raft;
-    const ss = r.softState();
-    if (ss.lead !== this.prevSoftSt.lead || ss.raftState !== this.prevSoftSt.raftState) return true;
+    if (r.lead !== this.prevSoftSt.lead || r.state !== this.prevSoftSt.raftState) return true;
     const hs = this.prevHardSt;
     if (r.term !== hs.term || r.vote !== hs.vote || r.raftLog.committed !== hs.commit) return true;
     if (r.raftLog.hasPendingSnapshot()) return true;
@@ -209,8 +208,8 @@ export class RawNode {
       messages: r.msgs,
       mustSync: false,
     };
-    const ss = r.softState();
-    if (ss.lead !== this.prevSoftSt.lead || ss.raftState !== this.prevSoftSt.raftState) {
+    if (r.lead !== this.prevSoftSt.lead || r.state !== this.prevSoftSt.raftState) {
+      const ss = r.softState();
       rd.softState = ss;
       this.prevSoftSt = ss;
     }

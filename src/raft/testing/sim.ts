@@ -193,6 +193,7 @@ export class Sim {
 
   private send(from: SimNode, msgs: Message[]): void {
     for (const m of msgs) {
+      if (m.type === MessageType.MsgSnap) this.freshSnapshot(from, m);
       if (this.faults && (this.blocked.has(`${m.from}>${m.to}`) || this.rng() < this.dropRate)) {
         // The transport knows when a snapshot could not be sent, and says so.
         if (m.type === MessageType.MsgSnap) from.rn!.reportSnapshot(m.to, 2);
@@ -205,6 +206,18 @@ export class Sim {
       }
       if (m.type === MessageType.MsgSnap) from.rn!.reportSnapshot(m.to, 1);
     }
+  }
+
+  /**
+   * As etcd's server does (createMergedSnapshotMessage), a MsgSnap carries the sender's current applied
+   * state and ConfState rather than its last stored snapshot: a member added after that snapshot would
+   * otherwise receive a snapshot of a configuration without itself, and refuse it.
+   */
+  private freshSnapshot(from: SimNode, m: Message): void {
+    const data = Buffer.alloc(4);
+    data.writeUInt32BE(from.hash);
+    const index = from.appliedIndex;
+    m.snapshot = { data, metadata: { index, term: from.storage.term(index), confState: from.confState } };
   }
 
   private deliver(): void {
