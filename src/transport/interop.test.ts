@@ -13,6 +13,7 @@ import { type Message, Message as MessageCodec, MessageType } from '../gen/raftp
 import { clusterId, memberId } from '../server/member_id.js';
 import { idHex } from './constants.js';
 import { PeerServer } from './http_server.js';
+import { fetchMembers, fetchVersion, leaseTimeToLiveHttp, renewLeaseHttp } from './peer_endpoints.js';
 import { PeerTransport } from './transport.js';
 import type { RaftHandler, TransportLogger } from './types.js';
 
@@ -183,6 +184,22 @@ test('real etcd 3.4 and a PeerTransport member form a cluster', {
     );
     assert.ok(put, 'the put reached us in a MsgApp');
     assert.match(etcdLog, new RegExp(`${idHex(realId)} became leader at term`));
+
+    // Its other peer endpoints, read with our clients: /members, /version, /leases(/internal).
+    const ms = await fetchMembers(realPeerUrl);
+    assert.equal(ms.clusterId, cid);
+    assert.deepEqual(
+      ms.members.map((m) => m.id).sort(),
+      [fakeId, realId].sort((a, b) => (a < b ? -1 : 1)),
+    );
+    assert.deepEqual(ms.members.find((m) => m.id === realId)?.peerURLs, [realPeerUrl]);
+    assert.equal((await fetchVersion(realPeerUrl)).etcdserver, '3.4.23');
+    const grant = await run(ETCDCTL, [`--endpoints=${clientUrl}`, 'lease', 'grant', '120'], { env });
+    const leaseId = BigInt(`0x${/lease ([0-9a-f]+) granted/.exec(grant.stdout)![1]}`);
+    assert.equal(await renewLeaseHttp(realPeerUrl, leaseId), 120);
+    const ttl = await leaseTimeToLiveHttp(realPeerUrl, leaseId, true);
+    assert.equal(ttl.grantedTTL, 120);
+    await assert.rejects(renewLeaseHttp(realPeerUrl, 0x1234n), /lease not found/);
     if (process.env.TRANSPORT_INTEROP_LOG) console.log(etcdLog);
   } catch (err) {
     t.diagnostic(etcdLog.split('\n').slice(-40).join('\n'));
