@@ -96,6 +96,12 @@ export class EtcdServer {
   }
 
   static open(config: ServerConfig, log: Logger): EtcdServer {
+    if (config.initialCluster.size > 1) {
+      // Without replication each member would serve its own diverging copy: refuse rather than pretend.
+      throw new DataDirError(
+        `--initial-cluster names ${config.initialCluster.size} members, but this build of etcd-ts runs single-member clusters only (raft replication is not wired in yet); start one member`,
+      );
+    }
     const memberDir = join(config.dataDir, 'member');
     try {
       mkdirSync(memberDir, { recursive: true, mode: 0o700 });
