@@ -395,6 +395,29 @@ describe('MvccStore', () => {
     await s.close();
   });
 
+  test('pauseBackgroundWrites holds compaction batches until released', async () => {
+    const s = MvccStore.open({ dir: tmp(), noSync: true, compactionBatchLimit: 1 });
+    for (let i = 0; i < 10; i++) put(s, 'k', String(i));
+    const release = s.pauseBackgroundWrites();
+    const { done } = s.compact(8);
+    let finished = false;
+    void done.then(() => {
+      finished = true;
+    });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(finished, false);
+    assert.equal(onDisk(s).length, 10, 'nothing removed while paused');
+    assert.equal(get(s, 'k', 8).value.toString(), '6', 'reads at the compaction point work meanwhile');
+    release();
+    release(); // idempotent
+    await done;
+    assert.deepEqual(
+      onDisk(s).map((r) => r[0]),
+      [8, 9, 10, 11],
+    );
+    await s.close();
+  });
+
   test('compact inside a batch takes effect with the batch', async () => {
     const s = MvccStore.open({ dir: tmp(), noSync: true });
     put(s, 'a', '1');

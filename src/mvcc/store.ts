@@ -119,6 +119,8 @@ export class MvccStore {
   private compactionChain: Promise<void> = Promise.resolve();
   private readonly compactionBatchLimit: number;
   private closed = false;
+  private pauses = 0;
+  private resumeWaiters: Array<() => void> = [];
 
   private constructor(opts: MvccStoreOptions) {
     this.backend = new Backend(opts);
@@ -439,6 +441,27 @@ export class MvccStore {
     return { done };
   }
 
+  /**
+   * Holds the store's background writes (compaction batches) until the returned function is called, for
+   * maintenance that copies or replaces the backend (defragmentation). Takes effect at once: background
+   * batches are synchronous, so none is ever half done. Foreground writes (applyBatch) are not affected.
+   */
+  pauseBackgroundWrites(): () => void {
+    this.pauses++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.pauses === 0) this.wakeBackground();
+    };
+  }
+
+  private wakeBackground(): void {
+    const w = this.resumeWaiters;
+    this.resumeWaiters = [];
+    for (const f of w) f();
+  }
+
   /** Resolves when all scheduled compactions have finished. */
   compactionsDone(): Promise<void> {
     return this.compactionChain;
@@ -476,6 +499,8 @@ export class MvccStore {
     const limit = this.compactionBatchLimit;
     for (;;) {
       await yieldTurn();
+      while (this.pauses > 0 && !this.closed)
+        await new Promise<void>((resolve) => this.resumeWaiters.push(resolve));
       if (this.closed) return;
       if (this.batch) continue; // never inside a write batch (cannot happen: batches are synchronous)
       const finished = this.backend.write(() => {
@@ -592,6 +617,7 @@ export class MvccStore {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    this.wakeBackground();
     return this.backend.close();
   }
 }
