@@ -60,6 +60,18 @@ export class ByteQueue {
 
   /** An 8-byte big-endian unsigned integer as a JS number (exact below 2^53). */
   takeUInt64(): number {
+    const first = this.chunks[0];
+    const off = this.offset;
+    if (first.length - off >= 8) {
+      const v = first.readUInt32BE(off) * 0x1_0000_0000 + first.readUInt32BE(off + 4);
+      this.length -= 8;
+      this.offset += 8;
+      if (this.offset === first.length) {
+        this.chunks.shift();
+        this.offset = 0;
+      }
+      return v;
+    }
     const b = this.take(8);
     return b.readUInt32BE(0) * 0x1_0000_0000 + b.readUInt32BE(4);
   }

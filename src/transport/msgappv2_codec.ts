@@ -35,28 +35,34 @@ export class MsgAppV2Encoder {
       return;
     }
     if (this.index === m.index && this.term === m.logTerm && m.logTerm === m.term) {
+      // One buffer per frame: type, count, (size, entry)*, commit.
       const n = m.entries.length;
-      const head = Buffer.allocUnsafe(9);
-      head[0] = TYPE_APP_ENTRIES;
-      putUInt64(head, n, 1);
-      out.push(head);
+      const bodies: Uint8Array[] = new Array(n);
+      let total = 1 + 8 + 8;
       for (let i = 0; i < n; i++) {
-        const body = EntryCodec.encode(m.entries[i]).finish();
-        const size = Buffer.allocUnsafe(8);
-        putUInt64(size, body.length, 0);
-        out.push(size, Buffer.from(body.buffer, body.byteOffset, body.length));
-        this.index++;
+        bodies[i] = EntryCodec.encode(m.entries[i]).finish();
+        total += 8 + bodies[i].length;
       }
-      const commit = Buffer.allocUnsafe(8);
-      putUInt64(commit, m.commit, 0);
-      out.push(commit);
+      const buf = Buffer.allocUnsafe(total);
+      buf[0] = TYPE_APP_ENTRIES;
+      putUInt64(buf, n, 1);
+      let at = 9;
+      for (let i = 0; i < n; i++) {
+        putUInt64(buf, bodies[i].length, at);
+        buf.set(bodies[i], at + 8);
+        at += 8 + bodies[i].length;
+      }
+      putUInt64(buf, m.commit, at);
+      out.push(buf);
+      this.index += n;
       return;
     }
     const body = Message.encode(m).finish();
-    const head = Buffer.allocUnsafe(9);
-    head[0] = TYPE_APP;
-    putUInt64(head, body.length, 1);
-    out.push(head, Buffer.from(body.buffer, body.byteOffset, body.length));
+    const buf = Buffer.allocUnsafe(9 + body.length);
+    buf[0] = TYPE_APP;
+    putUInt64(buf, body.length, 1);
+    buf.set(body, 9);
+    out.push(buf);
     this.term = m.term;
     this.index = m.entries.length > 0 ? m.entries[m.entries.length - 1].index : m.index;
   }
