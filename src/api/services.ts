@@ -11,6 +11,7 @@ import { ElectionDefinition } from '../gen/v3electionpb/v3election.js';
 import { LockDefinition } from '../gen/v3lockpb/v3lock.js';
 import type { EtcdServer } from '../server/server.js';
 import type { GrpcServer } from './grpc/server.js';
+import { registerWatch } from './watch_service.js';
 import { registerLease } from './lease_service.js';
 
 export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
@@ -60,4 +61,6 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
       hashRevision: h.hashRevision,
     };
   });
+
+  registerWatch(grpc, server);
 }
