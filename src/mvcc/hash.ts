@@ -10,7 +10,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { type Backend, CONSISTENT_INDEX_KEY, KEY_BUCKET, META_BUCKET } from './backend.js';
-import { bytesToRev, type RevisionSet } from './revision.js';
+import { bytesToRev, type RevisionSet, revToBytes } from './revision.js';
 
 export function hashBackend(b: Backend): number {
   let h = 0;
@@ -37,6 +37,48 @@ export function hashKeyBucket(b: Backend, rev: number, compactRev: number, keep:
     if (filter && r.main < lower && !keep.has(r.main, r.sub)) continue;
     h = crc32c(key, h);
     h = crc32c(value, h);
+  }
+  return h >>> 0;
+}
+
+const CHUNK = 5000;
+const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * hashKeyBucket without blocking the event loop: reads a snapshot (one LMDB read transaction) in chunks,
+ * yielding between them, so writes and compaction may go on meanwhile without changing the result.
+ */
+export async function hashKeyBucketAsync(
+  b: Backend,
+  rev: number,
+  compactRev: number,
+  keep: RevisionSet,
+): Promise<number> {
+  let h = crc32c(Buffer.from(KEY_BUCKET), 0);
+  const lower = compactRev + 1;
+  const filter = keep.size > 0;
+  const bucket = b.bucket(KEY_BUCKET);
+  const transaction = b.env.useReadTransaction();
+  try {
+    let start: Buffer = revToBytes(0, 0);
+    const end = revToBytes(rev + 1, 0);
+    for (;;) {
+      let n = 0;
+      let last: Buffer | undefined;
+      for (const { key, value } of bucket.getRange({ start, end, limit: CHUNK, transaction })) {
+        n++;
+        last = key;
+        const r = bytesToRev(key);
+        if (filter && r.main < lower && !keep.has(r.main, r.sub)) continue;
+        h = crc32c(key, h);
+        h = crc32c(value, h);
+      }
+      if (n < CHUNK || last === undefined) break;
+      start = Buffer.concat([last, Buffer.from([0])]);
+      await yieldTurn();
+    }
+  } finally {
+    transaction.done();
   }
   return h >>> 0;
 }

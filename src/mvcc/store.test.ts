@@ -472,6 +472,30 @@ describe('MvccStore', () => {
     await s.close();
   });
 
+  test('hashKVAsync equals hashKV, also with writes and compaction going on during it', async () => {
+    const s = MvccStore.open({ dir: tmp(), noSync: true, compactionBatchLimit: 100 });
+    s.applyBatch(++ci, () => {
+      for (let i = 0; i < 12000; i++) {
+        const t = s.txnWrite();
+        t.put(B(`k${i % 3000}`), B(String(i)), 0n);
+        t.end();
+      }
+    });
+    const want = s.hashKV(0);
+    const wantOld = s.hashKV(5000);
+    const p = s.hashKVAsync(0);
+    await new Promise((r) => setImmediate(r));
+    put(s, 'k1', 'changed');
+    const { done } = s.compact(9000);
+    assert.deepEqual(await p, want);
+    await done;
+    const after = s.hashKV(0);
+    assert.deepEqual(await s.hashKVAsync(0), after);
+    await assert.rejects(s.hashKVAsync(5000), CompactedError);
+    assert.notEqual(wantOld.hash, want.hash);
+    await s.close();
+  });
+
   test('hashKV of the same history is the same in two stores', async () => {
     const run = async () => {
       const s = MvccStore.open({ dir: tmp(), noSync: true });

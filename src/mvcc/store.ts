@@ -17,7 +17,7 @@ import {
   SCHEDULED_COMPACT_KEY,
 } from './backend.js';
 import { CompactedError, FutureRevisionError } from './errors.js';
-import { hashBackend, hashKeyBucket } from './hash.js';
+import { hashBackend, hashKeyBucket, hashKeyBucketAsync } from './hash.js';
 import { type IndexedRev, type IndexUndo, type KeyIndex, TreeIndex } from './key_index.js';
 import { decodeKeyValue, encodeKeyValue, encodeTombstone } from './kv_codec.js';
 import { bytesToRev, isTombstoneKey, RevisionSet, revToBytes, revToScratch } from './revision.js';
@@ -549,6 +549,21 @@ export class MvccStore {
     return () => {
       this.txnListeners.delete(listener);
     };
+  }
+
+  /**
+   * hashKV without blocking the event loop on a large store: the same result, computed over a snapshot
+   * taken at the call, in chunks.
+   */
+  async hashKVAsync(rev: number): Promise<{ hash: number; compactRevision: number; hashRevision: number }> {
+    if (rev > 0 && rev <= this.compactRev) throw new CompactedError(this.compactRev);
+    if (rev > 0 && rev > this.curRev) throw new FutureRevisionError();
+    if (rev === 0) rev = this.curRev;
+    const keep = new RevisionSet();
+    this.index.keep(rev, keep);
+    const compactRevision = this.compactRev;
+    const hash = await hashKeyBucketAsync(this.backend, rev, compactRevision, keep);
+    return { hash, compactRevision, hashRevision: rev };
   }
 
   /** Subscribes to committed changes: (revision, its events in order). Returns the unsubscribe function. */
