@@ -13,6 +13,7 @@ import type { EtcdServer } from '../server/server.js';
 import type { GrpcServer } from './grpc/server.js';
 import { registerWatch } from './watch_service.js';
 import { registerLease } from './lease_service.js';
+import { registerMaintenance } from './maintenance_service.js';
 
 export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   for (const def of [
@@ -45,22 +46,7 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
     members: server.members(),
   }));
 
-  const maint = MaintenanceDefinition.fullName;
-  const mm = MaintenanceDefinition.methods;
-  grpc.unary(mm.status, maint, () => server.status());
-  grpc.unary(mm.hash, maint, () => ({
-    header: server.header(server.store.currentRevision),
-    hash: server.store.hash(),
-  }));
-  grpc.unary(mm.hashKV, maint, (req) => {
-    const h = server.store.hashKV(req.revision);
-    return {
-      header: server.header(server.store.currentRevision),
-      hash: h.hash,
-      compactRevision: h.compactRevision,
-      hashRevision: h.hashRevision,
-    };
-  });
+  registerMaintenance(grpc, server);
 
   registerWatch(grpc, server);
 }

@@ -1,4 +1,5 @@
 // Turns parsed flags into a validated ServerConfig, with etcd's rules and a plain message on error.
+import { parseRetention } from '../server/auto_compactor.js';
 import { type ServerConfig, defaultConfig } from '../server/config.js';
 import { FlagError, type ParsedFlags, parseBool } from './flags.js';
 
@@ -78,6 +79,20 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
   cfg.maxRequestBytes = int(flags, 'max-request-bytes', 1);
   cfg.maxTxnOps = int(flags, 'max-txn-ops', 1);
   cfg.quotaBackendBytes = int(flags, 'quota-backend-bytes');
+  const compactionMode = v('auto-compaction-mode');
+  if (compactionMode !== 'periodic' && compactionMode !== 'revision') {
+    throw new FlagError(`unknown auto-compaction-mode "${compactionMode}": use periodic or revision`);
+  }
+  cfg.autoCompactionMode = compactionMode;
+  cfg.autoCompactionRetention = v('auto-compaction-retention') || '0';
+  try {
+    parseRetention(compactionMode, cfg.autoCompactionRetention);
+  } catch (err) {
+    throw new FlagError(
+      `invalid value "${cfg.autoCompactionRetention}" for --auto-compaction-retention: ${(err as Error).message}`,
+    );
+  }
+  cfg.autoDisarmNoSpace = parseBool('experimental-auto-disarm-nospace', v('experimental-auto-disarm-nospace'));
   cfg.snapshotCount = int(flags, 'snapshot-count', 1);
   cfg.heartbeatIntervalMs = int(flags, 'heartbeat-interval', 1);
   cfg.electionTimeoutMs = int(flags, 'election-timeout', 1);

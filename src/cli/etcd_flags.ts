@@ -177,13 +177,12 @@ export const ETCD_FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '0',
     help: 'Auto compaction retention length. 0 means disable auto compaction.',
-    pending: later('automatic compaction; compact with `etcdctl compact`'),
   },
   {
     name: 'auto-compaction-mode',
     kind: 'string',
     default: 'periodic',
-    help: "Interpret 'auto-compaction-retention' one of: periodic|revision.",
+    help: "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.",
   },
   { name: 'enable-v2', kind: 'bool', default: 'false', help: 'Accept etcd V2 client requests.', pending: later('the v2 API') },
   // security
@@ -294,6 +293,12 @@ export const ETCD_FLAGS: readonly FlagSpec[] = [
     kind: 'int',
     default: '1000',
     help: 'Sets the maximum revisions deleted in each compaction batch.',
+  },
+  {
+    name: 'experimental-auto-disarm-nospace',
+    kind: 'bool',
+    default: 'false',
+    help: 'etcd-ts: clear the NOSPACE alarm by itself once the backend is back under --quota-backend-bytes (after compaction and defragmentation), instead of waiting for `etcdctl alarm disarm`.',
   },
   {
     name: 'experimental-peer-skip-client-san-verification',

@@ -10,6 +10,7 @@ import type {
 import type { Lessor } from '../lease/lessor.js';
 import type { MvccStore } from '../mvcc/store.js';
 import type { KvApplier } from './apply_kv.js';
+import type { Maintenance } from './maintenance.js';
 import { Code, EtcdError } from './errors.js';
 
 /** The result of applying one request: its response, or the error the waiting client gets. */
@@ -21,11 +22,14 @@ export class Applier {
     private readonly kv: KvApplier,
     private readonly lessor: Lessor,
     private readonly header: (revision: number) => ResponseHeader,
+    private readonly maintenance?: Maintenance,
   ) {}
 
   /** Called inside the backend's write transaction for the batch. Never throws: errors are results. */
   apply(req: InternalRaftRequest): ApplyResult {
     try {
+      const refused = this.maintenance?.admit(req); // NOSPACE raised: puts and lease grants are refused
+      if (refused) return refused;
       if (req.put !== undefined) return this.kv.put(req.put);
       if (req.deleteRange !== undefined) return this.kv.deleteRange(req.deleteRange);
       if (req.txn !== undefined) return this.kv.txn(req.txn);
@@ -37,6 +41,7 @@ export class Applier {
         for (const c of req.leaseCheckpoint.checkpoints) this.lessor.checkpoint(c.ID, c.remainingTTL);
         return { header: this.header(this.store.currentRevision) } satisfies LeaseCheckpointResponse;
       }
+      if (req.alarm !== undefined && this.maintenance) return this.maintenance.applyAlarm(req.alarm);
       return new EtcdError(Code.UNIMPLEMENTED, 'etcd-ts: this request type is not supported yet');
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));

@@ -21,6 +21,12 @@ export interface ServerConfig {
   maxConcurrentStreams: number;
   strictReconfigCheck: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+  /** --auto-compaction-mode: how --auto-compaction-retention is read */
+  autoCompactionMode: 'periodic' | 'revision';
+  /** --auto-compaction-retention as given ("0" disables; hours or a Go duration, or a revision count) */
+  autoCompactionRetention: string;
+  /** --experimental-auto-disarm-nospace: clear NOSPACE by itself once the backend is back under the quota */
+  autoDisarmNoSpace: boolean;
   /** Skip fsync: only for tests and benchmarks that say so; an acknowledged write may then be lost on power failure. */
   unsafeNoFsync: boolean;
 }
@@ -50,5 +56,8 @@ export function defaultConfig(): ServerConfig {
     strictReconfigCheck: true,
     logLevel: 'info',
     unsafeNoFsync: false,
+    autoCompactionMode: 'periodic',
+    autoCompactionRetention: '0',
+    autoDisarmNoSpace: false,
   };
 }

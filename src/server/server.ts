@@ -29,6 +29,7 @@ import type {
 import { Event_EventType } from '../gen/mvccpb/kv.js';
 import { LeaseNotFoundError, LeaseTTLTooLargeError } from '../lease/errors.js';
 import { Lessor, MAX_LEASE_TTL } from '../lease/lessor.js';
+import { recoverDefrag } from '../mvcc/defrag.js';
 import { MvccStore } from '../mvcc/store.js';
 import { Applier } from './apply.js';
 import { KvApplier } from './apply_kv.js';
@@ -36,8 +37,10 @@ import type { ServerConfig } from './config.js';
 import { Errors } from './errors.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './kv_validate.js';
 import { lmdbLeaseBackend } from './lease_backend.js';
+import { importBboltBackend } from './backend_import.js';
 import { LocalCommitter } from './local_commit.js';
 import type { Logger } from './logger.js';
+import { Maintenance } from './maintenance.js';
 import { clusterId, idToHex, memberId } from './member_id.js';
 import { RequestIdGenerator } from './request_id.js';
 import { SERVER_VERSION } from './version.js';
@@ -54,6 +57,8 @@ export class EtcdServer {
   readonly raftTerm = 2;
   readonly store: MvccStore;
   readonly lessor: Lessor;
+  /** alarms, quota, snapshot, defrag, auto compaction, health (src/server/maintenance.ts) */
+  readonly maintenance: Maintenance;
   private readonly kv: KvApplier;
   private readonly committer: LocalCommitter;
   private readonly ids: RequestIdGenerator;
@@ -85,14 +90,25 @@ export class EtcdServer {
       }
     });
     const header = (revision: number) => this.header(revision);
+    this.maintenance = new Maintenance({
+      store,
+      config,
+      log,
+      memberId: this.memberId,
+      propose: (fields) => this.propose(fields),
+      proposeNow: (fields) => this.propose(fields, true),
+      compact: (revision) => this.compact({ revision, physical: false }),
+      members: () => this.members(),
+    });
     this.kv = new KvApplier(store, header, { leaseExists: (id) => this.lessor.lookup(id) !== undefined });
-    this.committer = new LocalCommitter(store, new Applier(store, this.kv, this.lessor, header));
+    this.committer = new LocalCommitter(store, new Applier(store, this.kv, this.lessor, header, this.maintenance));
     this.ids = new RequestIdGenerator(this.memberId, Date.now());
     // a single member is always the leader: it runs the lease clocks
     this.lessor.promote();
     this.timers.push(setInterval(() => this.revokeExpiredLeases(), 250));
     this.timers.push(setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_INTERVAL_MS));
     for (const t of this.timers) t.unref();
+    this.maintenance.start();
   }
 
   static open(config: ServerConfig, log: Logger): EtcdServer {
@@ -111,9 +127,19 @@ export class EtcdServer {
         `cannot use data directory ${config.dataDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check that the path is a directory this user can write, or pass another --data-dir`,
       );
     }
+    const lmdbDir = join(memberDir, 'lmdb');
+    try {
+      // maintenance: finish an interrupted defrag; import a bbolt backend (etcd's, or a restored snapshot)
+      const defrag = recoverDefrag(lmdbDir);
+      if (defrag !== 'none') log.warn({ outcome: defrag }, 'recovered an interrupted defragmentation');
+      const imported = importBboltBackend(memberDir, lmdbDir);
+      if (imported) log.info(imported, 'imported the bbolt backend member/snap/db (renamed to db.imported)');
+    } catch (err) {
+      throw new DataDirError((err as Error).message);
+    }
     let store: MvccStore;
     try {
-      store = MvccStore.open({ dir: join(memberDir, 'lmdb'), noSync: config.unsafeNoFsync });
+      store = MvccStore.open({ dir: lmdbDir, noSync: config.unsafeNoFsync });
     } catch (err) {
       throw new DataDirError(
         `cannot open the backend in ${memberDir}: ${(err as Error).message}; the data directory may be damaged or in use by another etcd process`,
@@ -151,6 +177,7 @@ export class EtcdServer {
 
   async put(req: PutRequest): Promise<PutResponse> {
     checkPutRequest(req);
+    await this.maintenance.checkQuota({ put: req });
     return (await this.propose({ put: req })) as PutResponse;
   }
 
@@ -161,6 +188,7 @@ export class EtcdServer {
 
   async txn(req: TxnRequest): Promise<TxnResponse> {
     checkTxnRequest(req, this.config.maxTxnOps);
+    await this.maintenance.checkQuota({ txn: req });
     return (await this.propose({ txn: req })) as TxnResponse;
   }
 
@@ -173,8 +201,10 @@ export class EtcdServer {
     return result.response;
   }
 
-  private propose(fields: Partial<InternalRaftRequest>): Promise<unknown> {
+  private propose(fields: Partial<InternalRaftRequest>, ignoreWriteGate = false): Promise<unknown> {
     if (this.closed) return Promise.reject(Errors.stopped);
+    const gate = ignoreWriteGate ? undefined : this.maintenance.writeGate; // paused by a defrag
+    if (gate) return gate.then(() => this.propose(fields));
     const req = InternalRaftRequest.fromPartial({ header: { ID: this.ids.generate() } });
     Object.assign(req, fields);
     // etcd measures the encoded raft request against --max-request-bytes
@@ -187,6 +217,7 @@ export class EtcdServer {
 
   async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
     if (req.TTL > MAX_LEASE_TTL) throw new LeaseTTLTooLargeError();
+    await this.maintenance.checkQuota({ leaseGrant: req });
     const ID = req.ID !== 0n ? req.ID : this.ids.generate() & 0x7fffffffffffffffn;
     return (await this.propose({ leaseGrant: { ID, TTL: req.TTL } })) as LeaseGrantResponse;
   }
@@ -274,7 +305,7 @@ export class EtcdServer {
       raftIndex: this.appliedIndex,
       raftTerm: this.raftTerm,
       raftAppliedIndex: this.appliedIndex,
-      errors: [],
+      errors: this.maintenance.statusErrors(),
       dbSizeInUse: this.store.dbSizeInUse(),
       isLearner: false,
     };
@@ -284,6 +315,7 @@ export class EtcdServer {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    this.maintenance.stop();
     this.committer.stop();
     this.store.close();
   }
