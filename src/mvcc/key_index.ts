@@ -38,12 +38,19 @@ export class Generation {
     return this.mains.length === 0;
   }
 
-  /** Index of the last revision with main <= atRev, or -1. */
+  /** Index of the last revision with main <= atRev, or -1 (binary search: a key may have a long history). */
   lastAtOrBelow(atRev: number): number {
     const m = this.mains;
-    let i = m.length - 1;
-    while (i >= 0 && m[i] > atRev) i--;
-    return i;
+    let hi = m.length - 1;
+    if (hi < 0 || m[hi] <= atRev) return hi;
+    let lo = 0;
+    // invariant: m[hi] > atRev; answer in [lo - 1, hi - 1]
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (m[mid] <= atRev) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
   }
 }
 
@@ -258,14 +265,9 @@ export class TreeIndex {
 
   /**
    * Visits, in key order, the keys in [key, end) (end undefined: the single key; end empty: no upper
-   * bound) that exist at atRev, with the revision visible then. The visitor returns false to stop.
+   * bound) that exist at atRev, with the revision visible then.
    */
-  visit(
-    key: Buffer,
-    end: Buffer | undefined,
-    atRev: number,
-    f: (ki: KeyIndex, rev: IndexedRev) => boolean | undefined,
-  ) {
+  visit(key: Buffer, end: Buffer | undefined, atRev: number, f: (ki: KeyIndex, rev: IndexedRev) => void) {
     if (end === undefined) {
       const ki = this.tree.get(key.toString('latin1'));
       if (ki === undefined) return;
@@ -274,13 +276,20 @@ export class TreeIndex {
       return;
     }
     const lo = key.toString('latin1');
-    const hi = end.length === 0 ? undefined : end.toString('latin1');
-    if (hi !== undefined && hi <= lo) return;
-    for (const [k, ki] of this.tree.entries(lo)) {
-      if (hi !== undefined && k >= hi) break;
-      const r = ki.get(atRev);
-      if (r !== undefined && f(ki, r) === false) break;
+    let hi: string | undefined;
+    let includeHi = false;
+    if (end.length === 0) {
+      hi = this.tree.maxKey();
+      includeHi = true;
+      if (hi === undefined) return;
+    } else {
+      hi = end.toString('latin1');
     }
+    if (hi < lo) return;
+    this.tree.forRange(lo, hi, includeHi, (_k, ki) => {
+      const r = ki.get(atRev);
+      if (r !== undefined) f(ki, r);
+    });
   }
 
   /** All key indexes in key order starting at `from` (inclusive), for chunked walks. */

@@ -90,6 +90,30 @@ describe('MvccStore', () => {
     await s.close();
   });
 
+  test('a long history reads right at every revision', async () => {
+    const s = MvccStore.open({ dir: tmp(), noSync: true });
+    s.applyBatch(++ci, () => {
+      for (let i = 0; i < 300; i++) {
+        const t = s.txnWrite();
+        if (i % 50 === 49) t.deleteRange(B('k'), undefined);
+        else t.put(B('k'), B(String(i)), 0n);
+        if (i % 7 === 0) t.put(B('other'), B(String(i)), 0n);
+        t.end();
+      }
+    });
+    for (let i = 0; i < 300; i++) {
+      const kv = get(s, 'k', i + 2);
+      if (i % 50 === 49) assert.equal(kv, undefined);
+      else {
+        assert.equal(kv.value.toString(), String(i));
+        assert.equal(kv.modRevision, i + 2);
+        assert.equal(kv.version, (i % 50) + 1);
+        assert.equal(kv.createRevision, i - (i % 50) + 2);
+      }
+    }
+    await s.close();
+  });
+
   test('one txn is one revision with sub revisions, and sees its own writes', async () => {
     const s = MvccStore.open({ dir: tmp(), noSync: true });
     put(s, 'x', '0');

@@ -224,7 +224,6 @@ export class MvccStore {
     this.index.visit(key, e, rev, (_ki, r) => {
       count++;
       if (!countOnly && revs.length < limit) revs.push(r);
-      return true;
     });
     const kvs = new Array<KeyValue>(revs.length);
     for (let i = 0; i < revs.length; i++) kvs[i] = this.fetch(revs[i].main, revs[i].sub);
@@ -348,7 +347,6 @@ export class MvccStore {
     this.index.visit(key, e, atRev, (ki, r) => {
       found.push(ki);
       revs.push(r);
-      return true;
     });
     const rev = tw.beginRev + 1;
     const prevs: KeyValue[] = new Array(found.length);
