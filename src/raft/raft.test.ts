@@ -482,6 +482,36 @@ describe('snapshots and compaction (thesis chapter 5)', () => {
     assert.equal(ok, false);
   });
 
+  it('§5 (thesis): a snapshot whose last entry is already in our log only fast-forwards the commit index', () => {
+    const r = newTestRaft(2, [1, 2]);
+    r.becomeFollower(2, 1n);
+    r.raftLog.append([
+      { term: 1, index: 1, type: 0, data: Buffer.alloc(0) },
+      { term: 1, index: 2, type: 0, data: Buffer.alloc(0) },
+      { term: 2, index: 3, type: 0, data: Buffer.alloc(0) },
+    ]);
+    const cs = { voters: ids(1, 2), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    assert.equal(r.restore({ data: Buffer.alloc(0), metadata: { index: 2, term: 1, confState: cs } }), false);
+    assert.equal(r.raftLog.committed, 2);
+    assert.equal(r.raftLog.lastIndex(), 3, 'log kept');
+  });
+
+  it('a follower restoring a snapshot takes its configuration and knows its own match', () => {
+    const r = newTestRaft(2, [1, 2]);
+    r.becomeFollower(2, 1n);
+    const cs = {
+      voters: ids(1, 2, 3),
+      learners: ids(4),
+      votersOutgoing: [],
+      learnersNext: [],
+      autoLeave: false,
+    };
+    assert.equal(r.restore({ data: Buffer.alloc(0), metadata: { index: 7, term: 2, confState: cs } }), true);
+    assert.equal(r.prs.config.toString(), 'voters=(1 2 3) learners=(4)');
+    assert.equal(r.prs.progress.get(2n)!.match, 7);
+    assert.equal(r.raftLog.committed, 7);
+  });
+
   it('a failed snapshot send returns the follower to probing after a pause', () => {
     const l = newTestRaft(1, [1, 2]);
     l.becomeCandidate();
@@ -584,6 +614,31 @@ describe('RawNode', () => {
     rn.advance(rd);
     assert.equal(rn.status().applied, 2);
     assert.equal(rn.hasReady(), false);
+  });
+
+  it('Ready.mustSync: term, vote or entries need a sync before sending; a commit index alone does not', () => {
+    const st = MemoryStorage.withVoters(ids(1, 2));
+    const rn = new RawNode({ id: 2n, electionTick: 10, heartbeatTick: 1, storage: st });
+    rn.step(msg(T.MsgVote, 1, 2, { term: 1 }));
+    let rd = rn.ready();
+    assert.equal(rd.mustSync, true, 'vote and term changed');
+    rn.advance(rd);
+    rn.step(
+      msg(T.MsgApp, 1, 2, {
+        term: 1,
+        index: 0,
+        logTerm: 0,
+        entries: [{ term: 1, index: 1, type: 0, data: Buffer.alloc(0) }],
+      }),
+    );
+    rd = rn.ready();
+    assert.equal(rd.mustSync, true, 'entries');
+    st.append(rd.entries);
+    rn.advance(rd);
+    rn.step(msg(T.MsgHeartbeat, 1, 2, { term: 1, commit: 1 }));
+    rd = rn.ready();
+    assert.equal(rd.hardState?.commit, 1);
+    assert.equal(rd.mustSync, false, 'commit only');
   });
 
   it('bootstrap writes the initial members as committed conf change entries at term 1 (as etcd does)', () => {

@@ -870,8 +870,8 @@ export class Raft {
     this.prs = fresh;
     const [cfg, prs] = restoreConfState(Changer.of(fresh, this.raftLog.lastIndex()), cs);
     this.switchToConfig(cfg, prs);
-    const pr = this.prs.progress.get(this.id)!;
-    pr.maybeUpdate(pr.next - 1);
+    // We hold everything up to the snapshot.
+    this.prs.progress.get(this.id)!.maybeUpdate(this.raftLog.lastIndex());
     return true;
   }
 

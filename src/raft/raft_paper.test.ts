@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EntryType, MessageType } from '../gen/raftpb/raft.js';
+import { Unstable } from './log_unstable.js';
 import { StateType } from './raft.js';
 import { MemoryStorage } from './storage.js';
 import {
@@ -375,5 +376,19 @@ describe('storage', () => {
     st.append([{ term: 4, index: 5, type: 0, data: Buffer.alloc(0) }]);
     assert.equal(st.lastIndex(), 5);
     assert.equal(st.term(5), 4);
+  });
+});
+
+describe('unstable log', () => {
+  it('stableTo ignores a persisted write whose entries were replaced meanwhile (term mismatch)', () => {
+    const u = new Unstable(1);
+    u.truncateAndAppend(entsWithTerms(1, 1));
+    // The entries at 2 were replaced by a new leader's after the write of (2, term 1) started.
+    u.truncateAndAppend([{ term: 2, index: 2, type: 0, data: Buffer.alloc(0) }]);
+    u.stableTo(2, 1);
+    assert.equal(u.entries.length, 2, 'nothing dropped: (2, 1) is no longer our entry');
+    u.stableTo(2, 2);
+    assert.equal(u.entries.length, 0);
+    assert.equal(u.offset, 3);
   });
 });
