@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { KeyValue } from '../gen/mvccpb/kv.js';
-import { decodeKeyValue, encodeKeyValue, encodeTombstone } from './kv_codec.js';
+import { decodeKeyValue, decodeKeyValueReusing, encodeKeyValue, encodeTombstone } from './kv_codec.js';
 import { bytesToRev, isTombstoneKey, revToBytes } from './revision.js';
 
 const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
@@ -27,6 +27,9 @@ test('KeyValue bytes are the generated codec bytes (and gogoproto’s), and deco
       const ref = Buffer.from(KeyValue.encode(kv).finish());
       assert.deepEqual(mine, ref);
       assert.deepEqual(decodeKeyValue(mine), kv);
+      const reused = decodeKeyValueReusing(mine, kv.key);
+      mine.fill(0);
+      assert.deepEqual(reused, kv);
       assert.deepEqual(decodeKeyValue(ref), KeyValue.decode(ref));
     }),
     { numRuns: 500 },

@@ -207,6 +207,54 @@ export function decodeKeyValue(buf: Buffer): KeyValue {
   return kv;
 }
 
+/**
+ * Decodes KeyValue bytes held in a buffer that will be reused (LMDB's getBinaryFast): the value is copied
+ * out, and the key is the caller's (the index already holds it) instead of a copy.
+ */
+export function decodeKeyValueReusing(buf: Buffer, key: Buffer): KeyValue {
+  const kv: KeyValue = { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n };
+  let pos = 0;
+  const end = buf.length;
+  while (pos < end) {
+    pos = readVarint(buf, pos);
+    const tag = lo;
+    switch (tag) {
+      case 0x0a:
+      case 0x2a: {
+        pos = readVarint(buf, pos);
+        const len = lo;
+        if (pos + len > end) throw new Error('mvcc: truncated KeyValue');
+        if (tag === 0x2a && len > 0) {
+          const v = Buffer.allocUnsafe(len);
+          buf.copy(v, 0, pos, pos + len);
+          kv.value = v;
+        }
+        pos += len;
+        break;
+      }
+      case 0x10:
+        pos = readVarint(buf, pos);
+        kv.createRevision = int64Number();
+        break;
+      case 0x18:
+        pos = readVarint(buf, pos);
+        kv.modRevision = int64Number();
+        break;
+      case 0x20:
+        pos = readVarint(buf, pos);
+        kv.version = int64Number();
+        break;
+      case 0x30:
+        pos = readVarint(buf, pos);
+        kv.lease = int64Bigint();
+        break;
+      default:
+        pos = skipField(buf, pos, tag);
+    }
+  }
+  return kv;
+}
+
 function skipField(buf: Buffer, pos: number, tag: number): number {
   switch (tag & 7) {
     case 0:

@@ -548,6 +548,18 @@ describe('MvccStore', () => {
     await s.close();
   });
 
+  test('large values', async () => {
+    const s = MvccStore.open({ dir: tmp(), noSync: true });
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    big[big.length - 1] = 1;
+    put(s, 'big', big.toString('latin1'));
+    put(s, 'small', 'x');
+    const r = s.range(B('big'), B('t'));
+    assert.ok(r.kvs[0].value.equals(big));
+    assert.equal(r.kvs[1].value.toString(), 'x');
+    await s.close();
+  });
+
   test('sizes', async () => {
     const s = MvccStore.open({ dir: tmp(), noSync: true });
     for (let i = 0; i < 100; i++) put(s, `k${i}`, 'x'.repeat(1000));

@@ -19,7 +19,7 @@ import {
 import { CompactedError, FutureRevisionError } from './errors.js';
 import { hashBackend, hashKeyBucket, hashKeyBucketAsync } from './hash.js';
 import { type IndexedRev, type IndexUndo, type KeyIndex, TreeIndex } from './key_index.js';
-import { decodeKeyValue, encodeKeyValue, encodeTombstone } from './kv_codec.js';
+import { decodeKeyValue, decodeKeyValueReusing, encodeKeyValue, encodeTombstone } from './kv_codec.js';
 import { bytesToRev, isTombstoneKey, RevisionSet, revToBytes, revToScratch } from './revision.js';
 
 export interface RangeOptions {
@@ -217,24 +217,31 @@ export class MvccStore {
       const ki = this.index.getKeyIndex(key);
       const r = ki?.get(rev);
       if (r === undefined) return { kvs: [], count: 0, rev: curRev };
-      return { kvs: countOnly ? [] : [this.fetch(r.main, r.sub)], count: 1, rev: curRev };
+      return { kvs: countOnly ? [] : [this.fetch(ki!.key, r.main, r.sub)], count: 1, rev: curRev };
     }
     let count = 0;
     const revs: IndexedRev[] = [];
-    this.index.visit(key, e, rev, (_ki, r) => {
+    const kis: KeyIndex[] = [];
+    this.index.visit(key, e, rev, (ki, r) => {
       count++;
-      if (!countOnly && revs.length < limit) revs.push(r);
+      if (!countOnly && revs.length < limit) {
+        revs.push(r);
+        kis.push(ki);
+      }
     });
     const kvs = new Array<KeyValue>(revs.length);
-    for (let i = 0; i < revs.length; i++) kvs[i] = this.fetch(revs[i].main, revs[i].sub);
+    for (let i = 0; i < revs.length; i++) kvs[i] = this.fetch(kis[i].key, revs[i].main, revs[i].sub);
     return { kvs, count, rev: curRev };
   }
 
-  private fetch(main: number, sub: number): KeyValue {
-    const v = this.keyDb.get(revToBytes(main, sub));
+  /** Reads the KeyValue at a revision the index knows (of `key`, whose Buffer it shares). */
+  private fetch(key: Buffer, main: number, sub: number): KeyValue {
+    let v: Uint8Array | undefined = this.keyDb.getBinaryFast(revToScratch(main, sub));
     if (v === undefined)
       throw new Error(`mvcc: revision ${main}_${sub} is in the index but not in the backend`);
-    return decodeKeyValue(v);
+    // large values come back as a plain Uint8Array
+    if (!Buffer.isBuffer(v)) v = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    return decodeKeyValueReusing(v as Buffer, key);
   }
 
   private fetchMaybe(main: number, sub: number): KeyValue | undefined {
@@ -354,7 +361,7 @@ export class MvccStore {
       const ki = found[i];
       const r = revs[i];
       const prev: KeyValue = values
-        ? this.fetch(r.main, r.sub)
+        ? this.fetch(ki.key, r.main, r.sub)
         : {
             key: ki.key,
             value: EMPTY,
