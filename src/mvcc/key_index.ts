@@ -167,15 +167,18 @@ export class TreeIndex {
     return this.tree.get(key.toString('latin1'));
   }
 
-  /** Records a put of key at (main, sub). `version`/`created` override (used when restoring from disk). */
-  put(key: Buffer, main: number, sub: number, lease: bigint, undo?: IndexUndo[]): void {
-    const s = key.toString('latin1');
-    let ki = this.tree.get(s);
+  /** Records a put of key at (main, sub); `known`: the key's KeyIndex if the caller already looked it up. */
+  put(key: Buffer, main: number, sub: number, lease: bigint, undo?: IndexUndo[], known?: KeyIndex): KeyIndex {
+    let ki = known;
     let created = false;
     if (ki === undefined) {
-      ki = new KeyIndex(Buffer.from(key));
-      this.tree.set(s, ki);
-      created = true;
+      const s = key.toString('latin1');
+      ki = this.tree.get(s);
+      if (ki === undefined) {
+        ki = new KeyIndex(Buffer.from(key));
+        this.tree.set(s, ki);
+        created = true;
+      }
     }
     const g = ki.gens[ki.gens.length - 1];
     const newGen = g.empty;
@@ -190,6 +193,7 @@ export class TreeIndex {
     const prevLease = ki.lease;
     ki.lease = lease;
     undo?.push({ kind: 'put', ki, created, newGen, prevLease, prevCreated });
+    return ki;
   }
 
   /** Records a delete of an existing key at (main, sub). Returns false if the key does not exist. */

@@ -333,7 +333,9 @@ export class MvccStore {
       lease,
     };
     this.keyDb.putSync(revToScratch(rev, sub), encodeKeyValue(kv));
-    this.index.put(key, rev, sub, lease, b.undo);
+    const idx = this.index.put(key, rev, sub, lease, b.undo, ki);
+    // events and results share the index's copy of the key: the caller's buffer may be a view of a request
+    kv.key = idx.key;
     const prevRef = prev === undefined ? undefined : new PrevRef(this, prev.main, prev.sub);
     tw.events.push(new StoreEvent(Event_EventType.PUT, kv, prevRef));
     return new PutResult(prevRef);
