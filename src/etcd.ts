@@ -1,14 +1,14 @@
 // Embedded etcd: starts a member with its client listeners in this process (what bin/etcd runs).
 //   const etcd = await startEtcd(config); ...; await etcd.close();
-import { ClientListener } from './api/listener.js';
+
 import { GrpcServer } from './api/grpc/server.js';
 import { handleHttp } from './api/http.js';
+import { ClientListener } from './api/listener.js';
 import { registerServices } from './api/services.js';
-import { type ServerConfig, GRPC_OVERHEAD_BYTES, defaultConfig } from './server/config.js';
+import { defaultConfig, GRPC_OVERHEAD_BYTES, type ServerConfig } from './server/config.js';
 import { createLogger, type Logger } from './server/logger.js';
-import { idToHex } from './server/member_id.js';
 import { EtcdServer } from './server/server.js';
-import { CAPABILITY_VERSION, SERVER_VERSION } from './server/version.js';
+import { SERVER_VERSION } from './server/version.js';
 
 export { defaultConfig, type ServerConfig };
 
@@ -16,6 +16,8 @@ export interface Etcd {
   readonly server: EtcdServer;
   /** The client URLs actually bound (a port 0 in the config is replaced by the real port). */
   readonly clientUrls: string[];
+  /** Resolves once the member has joined its cluster's raft log and published itself (etcd's ReadyNotify). */
+  readonly ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,7 +27,7 @@ export async function startEtcd(config: ServerConfig, logger?: Logger): Promise<
     { 'etcd-version': SERVER_VERSION, 'data-dir': config.dataDir, name: config.name },
     'starting an etcd-ts server',
   );
-  const server = EtcdServer.open(config, log);
+  const server = await EtcdServer.start(config, log);
   const grpc = new GrpcServer({ maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES });
   registerServices(grpc, server);
 
@@ -57,27 +59,18 @@ export async function startEtcd(config: ServerConfig, logger?: Logger): Promise<
     throw new Error(`cannot listen for client requests: ${(err as Error).message}`);
   }
 
-  // etcd's milestone lines: operators' scripts and etcd's test suite wait for these
-  log.info(
-    { 'local-member-id': idToHex(server.memberId), 'cluster-id': idToHex(server.clusterId) },
-    'became leader and won election',
-  );
-  log.info(
-    {
-      'local-member-id': idToHex(server.memberId),
-      'local-member-attributes': `{Name:${config.name} ClientURLs:[${config.advertiseClientUrls.map((u) => `${u.protocol}//${u.host}`).join(' ')}]}`,
-      'request-path': `/0/members/${idToHex(server.memberId)}/attributes`,
-      'cluster-id': idToHex(server.clusterId),
-    },
-    'published local member to cluster through raft',
-  );
-  log.info({ 'cluster-version': CAPABILITY_VERSION }, 'enabled capabilities for version');
-  for (const u of clientUrls) log.info({ address: u }, 'ready to serve client requests');
+  // Raft starts once clients can connect: etcd's milestone lines ("published local member...",
+  // "enabled capabilities...") then mean what operators' scripts and etcd's test suite take them to.
+  server.run();
+  const ready = server.ready().then(() => {
+    for (const u of clientUrls) log.info({ address: u }, 'ready to serve client requests');
+  });
 
   let closing: Promise<void> | undefined;
   return {
     server,
     clientUrls,
+    ready,
     close() {
       closing ??= (async () => {
         await Promise.all(listeners.map((l) => l.close()));

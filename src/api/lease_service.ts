@@ -12,14 +12,10 @@ export function registerLease(grpc: GrpcServer, server: EtcdServer): void {
   grpc.unary(m.leaseLeases, svc, () => server.leaseLeases());
   grpc.bidi(m.leaseKeepAlive, svc, (stream) => {
     stream.onMessage((req) => {
-      let ttl: number;
-      try {
-        ttl = server.leaseRenew(req.ID);
-      } catch (err) {
-        stream.end(err);
-        return;
-      }
-      stream.send({ header: server.header(server.store.currentRevision), ID: req.ID, TTL: ttl });
+      server.leaseRenew(req.ID).then(
+        (ttl) => stream.send({ header: server.header(server.store.currentRevision), ID: req.ID, TTL: ttl }),
+        (err) => stream.end(err),
+      );
     });
     stream.onHalfClose(() => stream.end());
   });

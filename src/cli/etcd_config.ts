@@ -1,6 +1,6 @@
 // Turns parsed flags into a validated ServerConfig, with etcd's rules and a plain message on error.
 import { parseRetention } from '../server/auto_compactor.js';
-import { type ServerConfig, defaultConfig } from '../server/config.js';
+import { defaultConfig, type ServerConfig } from '../server/config.js';
 import { FlagError, type ParsedFlags, parseBool } from './flags.js';
 
 function parseUrls(flag: string, text: string): URL[] {
@@ -12,13 +12,19 @@ function parseUrls(flag: string, text: string): URL[] {
     try {
       url = new URL(s);
     } catch {
-      throw new FlagError(`invalid value "${s}" for --${flag}: not a URL (expected e.g. http://127.0.0.1:2379)`);
+      throw new FlagError(
+        `invalid value "${s}" for --${flag}: not a URL (expected e.g. http://127.0.0.1:2379)`,
+      );
     }
     if (!['http:', 'https:', 'unix:', 'unixs:'].includes(url.protocol)) {
-      throw new FlagError(`invalid value "${s}" for --${flag}: URL scheme must be http, https, unix or unixs`);
+      throw new FlagError(
+        `invalid value "${s}" for --${flag}: URL scheme must be http, https, unix or unixs`,
+      );
     }
     if ((url.protocol === 'http:' || url.protocol === 'https:') && url.port === '') {
-      throw new FlagError(`invalid value "${s}" for --${flag}: URL address does not have the form "host:port"`);
+      throw new FlagError(
+        `invalid value "${s}" for --${flag}: URL address does not have the form "host:port"`,
+      );
     }
     if (url.pathname !== '/' && url.pathname !== '') {
       throw new FlagError(`invalid value "${s}" for --${flag}: URL must not contain a path`);
@@ -47,7 +53,8 @@ function parseInitialCluster(text: string): Map<string, string[]> {
 
 /** A URL as etcd prints it: scheme://host:port, no trailing slash. */
 export function urlString(url: URL): string {
-  if (url.protocol === 'unix:' || url.protocol === 'unixs:') return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+  if (url.protocol === 'unix:' || url.protocol === 'unixs:')
+    return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
   return `${url.protocol}//${url.host}`;
 }
 
@@ -72,7 +79,9 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
     : new Map([[cfg.name, cfg.initialAdvertisePeerUrls.map(urlString)]]);
   const state = v('initial-cluster-state');
   if (state !== 'new' && state !== 'existing') {
-    throw new FlagError(`invalid value "${state}" for --initial-cluster-state: valid values are "new", "existing"`);
+    throw new FlagError(
+      `invalid value "${state}" for --initial-cluster-state: valid values are "new", "existing"`,
+    );
   }
   cfg.initialClusterState = state;
   cfg.initialClusterToken = v('initial-cluster-token');
@@ -92,7 +101,10 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
       `invalid value "${cfg.autoCompactionRetention}" for --auto-compaction-retention: ${(err as Error).message}`,
     );
   }
-  cfg.autoDisarmNoSpace = parseBool('experimental-auto-disarm-nospace', v('experimental-auto-disarm-nospace'));
+  cfg.autoDisarmNoSpace = parseBool(
+    'experimental-auto-disarm-nospace',
+    v('experimental-auto-disarm-nospace'),
+  );
   cfg.snapshotCount = int(flags, 'snapshot-count', 1);
   cfg.heartbeatIntervalMs = int(flags, 'heartbeat-interval', 1);
   cfg.electionTimeoutMs = int(flags, 'election-timeout', 1);
@@ -103,10 +115,13 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
   }
   cfg.maxConcurrentStreams = Math.min(int(flags, 'max-concurrent-streams', 1), 2 ** 32 - 1);
   cfg.strictReconfigCheck = parseBool('strict-reconfig-check', v('strict-reconfig-check'));
+  cfg.preVote = parseBool('pre-vote', v('pre-vote'));
   cfg.unsafeNoFsync = parseBool('unsafe-no-fsync', v('unsafe-no-fsync'));
   const level = parseBool('debug', v('debug')) ? 'debug' : v('log-level');
   if (!['debug', 'info', 'warn', 'error', 'panic', 'fatal'].includes(level)) {
-    throw new FlagError(`invalid value "${level}" for --log-level: use debug, info, warn, error, panic or fatal`);
+    throw new FlagError(
+      `invalid value "${level}" for --log-level: use debug, info, warn, error, panic or fatal`,
+    );
   }
   cfg.logLevel = level as ServerConfig['logLevel'];
 

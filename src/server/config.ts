@@ -20,6 +20,8 @@ export interface ServerConfig {
   electionTimeoutMs: number;
   maxConcurrentStreams: number;
   strictReconfigCheck: boolean;
+  /** raft PreVote (thesis §9.6): a partitioned member rejoining does not disrupt the leader */
+  preVote: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
   /** --auto-compaction-mode: how --auto-compaction-retention is read */
   autoCompactionMode: 'periodic' | 'revision';
@@ -54,6 +56,7 @@ export function defaultConfig(): ServerConfig {
     electionTimeoutMs: 1000,
     maxConcurrentStreams: 2 ** 32 - 1,
     strictReconfigCheck: true,
+    preVote: false,
     logLevel: 'info',
     unsafeNoFsync: false,
     autoCompactionMode: 'periodic',

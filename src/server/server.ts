@@ -3,6 +3,7 @@
 // several members side by side and stop each cleanly.
 import { accessSync, constants as fsc, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Request as V2Request } from '../gen/etcdserverpb/etcdserver.js';
 import { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
 import type {
   CompactionRequest,
@@ -27,41 +28,91 @@ import type {
   TxnResponse,
 } from '../gen/etcdserverpb/rpc.js';
 import { Event_EventType } from '../gen/mvccpb/kv.js';
+import {
+  ConfChange,
+  ConfChangeType,
+  ConfChangeV2,
+  type Entry,
+  EntryType,
+  type Message,
+  type Snapshot,
+} from '../gen/raftpb/raft.js';
 import { LeaseNotFoundError, LeaseTTLTooLargeError } from '../lease/errors.js';
 import { Lessor, MAX_LEASE_TTL } from '../lease/lessor.js';
 import { recoverDefrag } from '../mvcc/defrag.js';
 import { MvccStore } from '../mvcc/store.js';
+import { type ReadState, type SoftState, StateType } from '../raft/index.js';
+import {
+  createPeerEndpointsHandler,
+  leaseTimeToLiveHttp,
+  PeerHttpError,
+  PeerServer,
+  PeerTransport,
+  renewLeaseHttp,
+} from '../transport/index.js';
 import { Applier } from './apply.js';
 import { KvApplier } from './apply_kv.js';
+import { importBboltBackend } from './backend_import.js';
+import { BootstrapError, type Bootstrapped, bootstrap } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
 import { Errors } from './errors.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './kv_validate.js';
 import { lmdbLeaseBackend } from './lease_backend.js';
-import { importBboltBackend } from './backend_import.js';
-import { LocalCommitter } from './local_commit.js';
 import type { Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
-import { clusterId, idToHex, memberId } from './member_id.js';
+import { idToHex } from './member_id.js';
+import { type ClusterMember, Membership, memberFromJson, memberToJson } from './membership.js';
+import { RaftNode } from './raft_node.js';
 import { RequestIdGenerator } from './request_id.js';
-import { SERVER_VERSION } from './version.js';
+import { CAPABILITY_VERSION, CLUSTER_VERSION, SERVER_VERSION } from './version.js';
+import { WaitRegistry } from './wait.js';
 
 export class DataDirError extends Error {}
 
 /** How often remaining lease TTLs are written through the log (and so survive a restart). */
 const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
+/** Raft log entries kept after a snapshot, so slightly lagging followers catch up from the log. */
+const SNAPSHOT_CATCHUP_ENTRIES = 5000;
+const CLUSTER_BUCKET = 'cluster';
+const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
+
+interface PendingRead {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
 
 export class EtcdServer {
   readonly memberId: bigint;
   readonly clusterId: bigint;
-  /** Single member: the term a fresh etcd member reaches after electing itself. */
-  readonly raftTerm = 2;
   readonly store: MvccStore;
+  readonly membership: Membership;
+  readonly raft: RaftNode;
+  readonly transport: PeerTransport;
+  private peerServers: PeerServer[] = [];
   readonly lessor: Lessor;
   /** alarms, quota, snapshot, defrag, auto compaction, health (src/server/maintenance.ts) */
   readonly maintenance: Maintenance;
   private readonly kv: KvApplier;
-  private readonly committer: LocalCommitter;
+  private readonly applier: Applier;
+  private readonly wait = new WaitRegistry();
   private readonly ids: RequestIdGenerator;
+  private applied: number;
+  private snapshotIndex: number;
+  private clusterVersion: string | undefined;
+  /** reads waiting for the next ReadIndex round, and rounds in flight by their context */
+  private pendingReads: PendingRead[] = [];
+  private readRounds = new Map<string, PendingRead[]>();
+  private readSeq = 0n;
+  private readScheduled = false;
+  /** callers waiting until applied >= index */
+  private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
+  private published = false;
+  private readonly readyWaiters: Array<() => void> = [];
+  private boot: Bootstrapped | undefined;
+  /** callers waiting for a leader to be known */
+  private leaderWaiters: Array<() => void> = [];
+  /** a lone voter campaigns as soon as its bootstrap entries are applied */
+  private campaignAfterApply = false;
   private readonly timers: NodeJS.Timeout[] = [];
   /** leases whose expiry revoke is in flight, so the expiry loop proposes each once */
   private readonly revoking = new Set<bigint>();
@@ -71,14 +122,14 @@ export class EtcdServer {
     readonly config: ServerConfig,
     readonly log: Logger,
     store: MvccStore,
+    boot: Bootstrapped,
   ) {
-    const ownPeerUrls = config.initialCluster.get(config.name) ?? [];
-    this.memberId = memberId(ownPeerUrls, config.initialClusterToken);
-    const allIds = [...config.initialCluster.values()].map((urls) =>
-      memberId(urls, config.initialClusterToken),
-    );
-    this.clusterId = clusterId(allIds);
+    this.memberId = boot.memberId;
+    this.clusterId = boot.clusterId;
     this.store = store;
+    this.membership = new Membership(store, boot.clusterId);
+    const cv = store.bucket(CLUSTER_BUCKET).get(CLUSTER_VERSION_KEY);
+    this.clusterVersion = cv ? cv.toString() : undefined;
     // etcd's floor on lease TTLs: one and a half election timeouts, in whole seconds
     const minTtl = Math.ceil((1.5 * config.electionTimeoutMs) / 1000);
     this.lessor = new Lessor(lmdbLeaseBackend(store), { minTtl });
@@ -101,23 +152,62 @@ export class EtcdServer {
       members: () => this.members(),
     });
     this.kv = new KvApplier(store, header, { leaseExists: (id) => this.lessor.lookup(id) !== undefined });
-    this.committer = new LocalCommitter(store, new Applier(store, this.kv, this.lessor, header, this.maintenance));
+    this.applier = new Applier(store, this.kv, this.lessor, header, this.maintenance);
     this.ids = new RequestIdGenerator(this.memberId, Date.now());
-    // a single member is always the leader: it runs the lease clocks
-    this.lessor.promote();
+    // Raft re-delivers every committed entry after the last snapshot (conf changes rebuild its
+    // configuration); the backend skips the ones its consistent index says it already holds.
+    this.snapshotIndex = boot.snapshot?.metadata?.index ?? 0;
+    this.applied = this.snapshotIndex;
+    const tickMs = config.heartbeatIntervalMs;
+    this.raft = new RaftNode({
+      id: this.memberId,
+      electionTick: Math.max(2, Math.round(config.electionTimeoutMs / tickMs)),
+      heartbeatTick: 1,
+      tickMs,
+      preVote: config.preVote,
+      applied: this.snapshotIndex,
+      storage: boot.storage,
+      wal: boot.wal,
+      snapshotter: boot.snapshotter,
+      logger: log,
+    });
+    if (boot.initialMembers) {
+      this.raft.node.bootstrap(
+        boot.initialMembers.map((m) => ({ id: m.id, context: Buffer.from(memberToJson(m)) })),
+      );
+    }
+    if (boot.existingMembers) {
+      // joining: know the peers before the leader's log (or snapshot) tells us about them
+      for (const m of boot.existingMembers) if (!this.membership.get(m.id)) this.membership.add(m);
+    }
+    this.transport = new PeerTransport({
+      localId: this.memberId,
+      clusterId: this.clusterId,
+      logger: log,
+      peerUrls: config.initialAdvertisePeerUrls.map((u) => `${u.protocol}//${u.host}`),
+      handler: {
+        process: (m: Message) => {
+          this.raft.step(m);
+        },
+        isIdRemoved: (id) => this.membership.isRemoved(id),
+        reportUnreachable: (id) => this.raft.reportUnreachable(id),
+        reportSnapshot: (id, ok) => this.raft.reportSnapshot(id, ok),
+        reportCriticalError: (err) => {
+          log.error({ error: err.message }, 'the cluster removed this member; stopping');
+          this.close();
+        },
+      },
+    });
+    for (const m of this.membership.all()) {
+      if (m.id !== this.memberId) this.transport.addPeer(m.id, m.peerURLs);
+    }
     this.timers.push(setInterval(() => this.revokeExpiredLeases(), 250));
     this.timers.push(setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_INTERVAL_MS));
     for (const t of this.timers) t.unref();
     this.maintenance.start();
   }
 
-  static open(config: ServerConfig, log: Logger): EtcdServer {
-    if (config.initialCluster.size > 1) {
-      // Without replication each member would serve its own diverging copy: refuse rather than pretend.
-      throw new DataDirError(
-        `--initial-cluster names ${config.initialCluster.size} members, but this build of etcd-ts runs single-member clusters only (raft replication is not wired in yet); start one member`,
-      );
-    }
+  static async start(config: ServerConfig, log: Logger): Promise<EtcdServer> {
     const memberDir = join(config.dataDir, 'member');
     try {
       mkdirSync(memberDir, { recursive: true, mode: 0o700 });
@@ -139,13 +229,29 @@ export class EtcdServer {
     }
     let store: MvccStore;
     try {
-      store = MvccStore.open({ dir: lmdbDir, noSync: config.unsafeNoFsync });
+      // the WAL makes every applied entry durable; the backend replays from its consistent index
+      store = MvccStore.open({ dir: lmdbDir, noSync: true });
     } catch (err) {
       throw new DataDirError(
         `cannot open the backend in ${memberDir}: ${(err as Error).message}; the data directory may be damaged or in use by another etcd process`,
       );
     }
-    const server = new EtcdServer(config, log, store);
+    let boot: Bootstrapped;
+    try {
+      boot = await bootstrap(config, log);
+    } catch (err) {
+      store.close();
+      if (err instanceof BootstrapError) throw new DataDirError(err.message);
+      throw new DataDirError(`cannot open the raft log in ${memberDir}: ${(err as Error).message}`);
+    }
+    const server = new EtcdServer(config, log, store, boot);
+    try {
+      await server.startPeerListeners();
+    } catch (err) {
+      server.close();
+      throw new DataDirError(`cannot listen for peers: ${(err as Error).message}`);
+    }
+    server.boot = boot;
     log.info(
       {
         'local-member-id': idToHex(server.memberId),
@@ -160,18 +266,385 @@ export class EtcdServer {
   }
 
   header(revision: number): ResponseHeader {
-    return { clusterId: this.clusterId, memberId: this.memberId, revision, raftTerm: this.raftTerm };
+    return { clusterId: this.clusterId, memberId: this.memberId, revision, raftTerm: this.raft.term };
   }
 
   get appliedIndex(): number {
-    return this.committer.appliedIndex;
+    return this.applied;
+  }
+
+  get raftTerm(): number {
+    return this.raft.term;
+  }
+
+  // ---- startup ----
+
+  private async startPeerListeners(): Promise<void> {
+    const endpoints = createPeerEndpointsHandler({
+      clusterId: () => this.clusterId,
+      members: () => this.membership.all(),
+      clusterVersion: () => this.clusterVersion,
+      renewLease: async (id) => {
+        if (!this.raft.isLeader()) throw new PeerHttpError(500, 'not leader');
+        const ttl = this.leaseRenewLocal(id);
+        if (ttl === 0) throw new PeerHttpError(404, 'lease not found');
+        return ttl;
+      },
+      leaseTimeToLive: async (id, keys) => {
+        const r = this.leaseTimeToLiveLocal({ ID: id, keys });
+        if (r.TTL === -1) throw new PeerHttpError(404, 'lease not found');
+        return r;
+      },
+    });
+    for (const url of this.config.listenPeerUrls) {
+      if (url.protocol !== 'http:') {
+        this.log.warn(
+          { url: url.toString() },
+          'peer TLS is not implemented yet; not listening on this peer URL (single-member clusters do not need it)',
+        );
+        continue;
+      }
+      const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname;
+      const srv = await PeerServer.listen({
+        listenUrl: `http://${host.includes(':') ? `[${host}]` : host}:${url.port}`,
+        handlers: [this.transport.handler(), endpoints],
+      });
+      this.peerServers.push(srv);
+      this.log.info({ address: srv.url }, 'serving peer traffic');
+    }
+  }
+
+  /** Starts raft: elections, replication, applying. Call once clients can connect. */
+  run(): void {
+    const boot = this.boot;
+    if (boot === undefined) throw new Error('EtcdServer.run called twice');
+    this.boot = undefined;
+    this.raft.start({
+      send: (msgs) => this.transport.send(msgs),
+      apply: (entries) => this.applyEntries(entries),
+      onSoftState: (ss) => this.onSoftState(ss),
+      onReadStates: (rs) => this.onReadStates(rs),
+      onSnapshot: (snap) => this.onSnapshot(snap),
+    });
+    if (this.clusterVersion !== undefined) {
+      this.log.info({ 'cluster-version': CAPABILITY_VERSION }, 'enabled capabilities for version');
+    }
+    const voters = boot.initialMembers ?? this.membership.voters();
+    // a lone voter need not wait out an election timeout; raft lets it campaign once its
+    // configuration entries are applied
+    if (voters.length === 1 && voters[0]!.id === this.memberId) {
+      this.campaignAfterApply = true;
+      this.raft.campaign();
+    } else this.raft.advanceTicksForElection();
+    void this.publish();
+  }
+
+  /** Resolves once this member has published its name and client URLs through raft (etcd's ReadyNotify). */
+  ready(): Promise<void> {
+    if (this.published) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  /** Publishes this member's attributes through the log, retrying until it commits (etcd's publish). */
+  private async publish(): Promise<void> {
+    const attrs = `{"name":${JSON.stringify(this.config.name)},"clientURLs":${JSON.stringify(this.config.advertiseClientUrls.map((u) => `${u.protocol}//${u.host}`))}}`;
+    while (!this.closed && !this.published) {
+      const req: V2Request = {
+        ID: this.ids.generate(),
+        Method: 'PUT',
+        Path: `/0/members/${idToHex(this.memberId)}/attributes`,
+        Val: attrs,
+        Dir: false,
+        PrevValue: '',
+        PrevIndex: 0n,
+        PrevExist: false,
+        Expiration: 0n,
+        Wait: false,
+        Since: 0n,
+        Recursive: false,
+        Sorted: false,
+        Quorum: false,
+        Time: 0n,
+        Stream: false,
+        Refresh: false,
+      };
+      try {
+        await this.proposeRaw(
+          req.ID,
+          InternalRaftRequest.encode(InternalRaftRequest.fromPartial({ v2: req })).finish(),
+        );
+        this.published = true;
+        this.log.info(
+          {
+            'local-member-id': idToHex(this.memberId),
+            'local-member-attributes': `{Name:${this.config.name} ClientURLs:[${this.config.advertiseClientUrls.map((u) => `${u.protocol}//${u.host}`).join(' ')}]}`,
+            'request-path': `/0/members/${idToHex(this.memberId)}/attributes`,
+            'cluster-id': idToHex(this.clusterId),
+          },
+          'published local member to cluster through raft',
+        );
+        for (const w of this.readyWaiters.splice(0)) w();
+      } catch (err) {
+        if (this.closed) return;
+        this.log.debug({ error: String(err) }, 'failed to publish local member; retrying');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  // ---- raft glue ----
+
+  private onSoftState(ss: SoftState): void {
+    const leader = ss.raftState === StateType.Leader;
+    if (leader && !this.lessor.isPrimary) {
+      // a new leader gives every lease one election timeout of grace, as etcd does
+      this.lessor.promote(this.config.electionTimeoutMs);
+      this.log.info(
+        { 'local-member-id': idToHex(this.memberId), term: this.raft.term },
+        'became leader and won election',
+      );
+      if (this.clusterVersion === undefined) void this.setClusterVersion();
+    } else if (!leader && this.lessor.isPrimary) {
+      this.lessor.demote();
+    }
+    if (ss.lead === 0n) this.log.info({ term: this.raft.term }, 'raft lost its leader');
+    else {
+      this.log.info({ leader: idToHex(ss.lead), term: this.raft.term }, 'raft elected leader');
+      for (const w of this.leaderWaiters.splice(0)) w();
+    }
+  }
+
+  private async setClusterVersion(): Promise<void> {
+    const req = {
+      ID: this.ids.generate(),
+      Method: 'PUT',
+      Path: '/0/version',
+      Val: CLUSTER_VERSION,
+    } as V2Request;
+    const full = InternalRaftRequest.fromPartial({ v2: req });
+    try {
+      await this.proposeRaw(req.ID, InternalRaftRequest.encode(full).finish());
+    } catch {
+      // a later leader sets it
+    }
+  }
+
+  private applyEntries(entries: Entry[]): void {
+    const results: Array<[bigint, unknown]> = [];
+    const last = entries[entries.length - 1]!.index;
+    let snapshotNeeded = false;
+    const backendHas = this.store.consistentIndex;
+    const apply = () => {
+      for (const e of entries) {
+        if (e.index <= this.applied) continue;
+        const fresh = e.index > backendHas; // the backend does not hold this entry's effects yet
+        if (e.type === EntryType.EntryNormal) {
+          if (fresh && e.data.length > 0) this.applyNormal(e, results);
+        } else if (e.type === EntryType.EntryConfChange) {
+          const cc = ConfChange.decode(e.data);
+          if (fresh) this.applyConfChange(cc.type, cc.nodeId, cc.context);
+          this.raft.node.applyConfChange(cc);
+          results.push([cc.id, this.membership.all()]);
+        } else if (e.type === EntryType.EntryConfChangeV2) {
+          const cc = ConfChangeV2.decode(e.data);
+          if (fresh) for (const c of cc.changes) this.applyConfChange(c.type, c.nodeId, cc.context);
+          this.raft.node.applyConfChange(cc);
+        }
+        this.applied = e.index;
+      }
+    };
+    if (last > backendHas) this.store.applyBatch(last, apply);
+    else apply(); // replaying what the backend already holds: only raft's configuration is rebuilt
+    this.applied = Math.max(this.applied, last);
+    for (const [id, r] of results) this.wait.trigger(id, r);
+    if (this.appliedWaiters.length > 0) {
+      const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
+      this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
+      for (const w of ready) w.resolve();
+    }
+    if (this.campaignAfterApply && this.raft.lead === 0n) {
+      this.campaignAfterApply = false;
+      // after this Ready is advanced: raft refuses to campaign while configuration entries are unapplied
+      setImmediate(() => this.raft.campaign());
+    }
+    if (this.applied - this.snapshotIndex > this.config.snapshotCount) snapshotNeeded = true;
+    if (snapshotNeeded) this.takeSnapshot();
+  }
+
+  private applyNormal(e: Entry, results: Array<[bigint, unknown]>): void {
+    let req: InternalRaftRequest;
+    try {
+      req = InternalRaftRequest.decode(e.data);
+    } catch (err) {
+      this.log.error({ index: e.index, error: String(err) }, 'skipping an undecodable raft entry');
+      return;
+    }
+    if (req.v2 !== undefined) {
+      this.applyV2(req.v2);
+      results.push([req.v2.ID, undefined]);
+      return;
+    }
+    const id = req.header?.ID ?? req.ID;
+    results.push([id, this.applier.apply(req)]);
+  }
+
+  /** The few v2-store requests etcd 3.4 still replicates: member attributes and the cluster version. */
+  private applyV2(r: V2Request): void {
+    if (r.Method !== 'PUT') return;
+    const attrs = /^\/0\/members\/([0-9a-f]+)\/attributes$/.exec(r.Path);
+    if (attrs) {
+      const id = BigInt(`0x${attrs[1]}`);
+      try {
+        const a = JSON.parse(r.Val) as { name?: string; clientURLs?: string[] };
+        this.membership.setAttributes(id, a.name ?? '', a.clientURLs ?? []);
+      } catch {
+        this.log.warn({ path: r.Path }, 'ignoring malformed member attributes');
+      }
+      return;
+    }
+    if (r.Path === '/0/version') {
+      const first = this.clusterVersion === undefined;
+      this.clusterVersion = r.Val;
+      this.store.bucket(CLUSTER_BUCKET).putSync(CLUSTER_VERSION_KEY, Buffer.from(r.Val));
+      if (first) {
+        this.log.info({ 'cluster-version': CAPABILITY_VERSION }, 'set the initial cluster version');
+        this.log.info({ 'cluster-version': CAPABILITY_VERSION }, 'enabled capabilities for version');
+      }
+    }
+  }
+
+  private applyConfChange(type: ConfChangeType, nodeId: bigint, context: Buffer): void {
+    switch (type) {
+      case ConfChangeType.ConfChangeAddNode:
+      case ConfChangeType.ConfChangeAddLearnerNode: {
+        const existing = this.membership.get(nodeId);
+        if (existing && type === ConfChangeType.ConfChangeAddNode && existing.isLearner) {
+          this.membership.promote(nodeId);
+          break;
+        }
+        let m: ClusterMember;
+        try {
+          m = memberFromJson(context.toString());
+        } catch {
+          m = { id: nodeId, name: '', peerURLs: [], clientURLs: [], isLearner: false };
+        }
+        m.isLearner = type === ConfChangeType.ConfChangeAddLearnerNode;
+        if (existing) {
+          m.name = existing.name || m.name;
+          m.clientURLs = existing.clientURLs.length > 0 ? existing.clientURLs : m.clientURLs;
+        }
+        this.membership.add(m);
+        if (nodeId !== this.memberId) this.transport.addPeer(nodeId, m.peerURLs);
+        break;
+      }
+      case ConfChangeType.ConfChangeRemoveNode:
+        this.membership.remove(nodeId);
+        if (nodeId !== this.memberId) this.transport.removePeer(nodeId);
+        else this.log.warn({}, 'this member was removed from the cluster');
+        break;
+      case ConfChangeType.ConfChangeUpdateNode: {
+        try {
+          const m = memberFromJson(context.toString());
+          this.membership.updatePeerURLs(nodeId, m.peerURLs);
+          if (nodeId !== this.memberId) this.transport.updatePeer(nodeId, m.peerURLs);
+        } catch {
+          this.log.warn({ node: idToHex(nodeId) }, 'ignoring a member update without valid context');
+        }
+        break;
+      }
+    }
+  }
+
+  private onSnapshot(snap: Snapshot): void {
+    // A leader's snapshot: the backend arrives with it (receiveSnapshot). Until snapshot transfer of
+    // the backend is wired in, only the raft state is restored.
+    this.applied = Math.max(this.applied, snap.metadata!.index);
+    this.snapshotIndex = snap.metadata!.index;
+  }
+
+  private takeSnapshot(): void {
+    try {
+      this.raft.snapshot(this.applied, Buffer.alloc(0), SNAPSHOT_CATCHUP_ENTRIES);
+      this.snapshotIndex = this.applied;
+      this.log.info({ index: this.applied }, 'saved raft snapshot and compacted the raft log');
+    } catch (err) {
+      this.log.warn({ error: String(err) }, 'failed to save a raft snapshot');
+    }
+  }
+
+  // ---- linearizable reads: ReadIndex rounds shared by every read that arrives meanwhile ----
+
+  /** Resolves when a read may be served locally and see every write committed before it was asked. */
+  linearizableReadNotify(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pendingReads.push({ resolve, reject });
+      if (!this.readScheduled) {
+        this.readScheduled = true;
+        setImmediate(() => this.startReadRound());
+      }
+    });
+  }
+
+  private startReadRound(): void {
+    this.readScheduled = false;
+    const batch = this.pendingReads;
+    this.pendingReads = [];
+    if (batch.length === 0) return;
+    if (this.raft.lead === 0n) {
+      this.waitForLeader().then(
+        () => {
+          this.pendingReads.push(...batch);
+          this.startReadRound();
+        },
+        (err) => {
+          for (const r of batch) r.reject(err);
+        },
+      );
+      return;
+    }
+    const ctx = Buffer.allocUnsafe(8);
+    ctx.writeBigUInt64BE(++this.readSeq);
+    const key = ctx.toString('hex');
+    this.readRounds.set(key, batch);
+    this.raft.readIndex(ctx);
+    setTimeout(() => {
+      const pending = this.readRounds.get(key);
+      if (pending === undefined) return;
+      this.readRounds.delete(key);
+      for (const r of pending) r.reject(Errors.timeout);
+    }, this.requestTimeoutMs()).unref();
+  }
+
+  private onReadStates(states: ReadState[]): void {
+    for (const rs of states) {
+      const key = rs.requestCtx.toString('hex');
+      const batch = this.readRounds.get(key);
+      if (batch === undefined) continue;
+      this.readRounds.delete(key);
+      const done = () => {
+        for (const r of batch) r.resolve();
+      };
+      if (this.applied >= rs.index) done();
+      else this.appliedWaiters.push({ index: rs.index, resolve: done });
+    }
+  }
+
+  private requestTimeoutMs(): number {
+    return 5000 + 2 * this.config.electionTimeoutMs;
   }
 
   // ---- KV ----
 
-  range(req: RangeRequest): RangeResponse {
+  /** A read: linearizable unless `serializable` (then answered from this member's state at once). */
+  range(req: RangeRequest): RangeResponse | Promise<RangeResponse> {
     checkRangeRequest(req);
-    // Every acknowledged write is applied before its caller hears back, so local state is linearizable.
+    if (req.serializable) return this.kv.range(req);
+    return this.linearizableReadNotify().then(() => this.kv.range(req));
+  }
+
+  /** A read from this member's state, whatever raft says (health checks, internal use). */
+  rangeLocal(req: RangeRequest): RangeResponse {
+    checkRangeRequest(req);
     return this.kv.range(req);
   }
 
@@ -205,12 +678,46 @@ export class EtcdServer {
     if (this.closed) return Promise.reject(Errors.stopped);
     const gate = ignoreWriteGate ? undefined : this.maintenance.writeGate; // paused by a defrag
     if (gate) return gate.then(() => this.propose(fields));
-    const req = InternalRaftRequest.fromPartial({ header: { ID: this.ids.generate() } });
+    const id = this.ids.generate();
+    const req = InternalRaftRequest.fromPartial({ header: { ID: id } });
     Object.assign(req, fields);
+    const data = InternalRaftRequest.encode(req).finish();
     // etcd measures the encoded raft request against --max-request-bytes
-    const size = InternalRaftRequest.encode(req).finish().length;
-    if (size > this.config.maxRequestBytes) return Promise.reject(Errors.requestTooLarge);
-    return this.committer.propose(req);
+    if (data.length > this.config.maxRequestBytes) return Promise.reject(Errors.requestTooLarge);
+    return this.proposeRaw(id, data);
+  }
+
+  /** Resolves once a leader is known; rejects with "no leader" after the request timeout. */
+  private waitForLeader(): Promise<void> {
+    if (this.raft.lead !== 0n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.leaderWaiters = this.leaderWaiters.filter((w) => w !== done);
+        reject(Errors.noLeader);
+      }, this.requestTimeoutMs());
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.leaderWaiters.push(done);
+    });
+  }
+
+  /** Proposes encoded entry data and waits for its apply result (or a timeout, or a refusal). */
+  private proposeRaw(id: bigint, data: Uint8Array): Promise<unknown> {
+    if (this.closed) return Promise.reject(Errors.stopped);
+    if (this.raft.lead === 0n) return this.waitForLeader().then(() => this.proposeRaw(id, data));
+    const result = this.wait.register(id);
+    const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
+    timer.unref();
+    this.raft.propose(Buffer.from(data.buffer, data.byteOffset, data.byteLength), (err) => {
+      this.wait.trigger(
+        id,
+        this.raft.lead === 0n ? Errors.noLeader : err instanceof Error ? Errors.leaderChanged : err,
+      );
+    });
+    return result.finally(() => clearTimeout(timer));
   }
 
   // ---- Lease ----
@@ -226,8 +733,22 @@ export class EtcdServer {
     return (await this.propose({ leaseRevoke: req })) as LeaseRevokeResponse;
   }
 
-  /** A keepalive: resets the lease's clock (leader only). Returns the granted TTL, 0 if the lease is gone. */
-  leaseRenew(id: bigint): number {
+  /**
+   * A keepalive: resets the lease's clock. Only the leader runs lease clocks, so a follower forwards
+   * the renewal to it over the peer port (etcd's /leases). Resolves to the TTL, 0 if the lease is gone.
+   */
+  async leaseRenew(id: bigint): Promise<number> {
+    if (this.raft.isLeader()) return this.leaseRenewLocal(id);
+    const leaderUrl = this.leaderPeerUrl();
+    try {
+      return await renewLeaseHttp(leaderUrl, id, AbortSignal.timeout(this.requestTimeoutMs()));
+    } catch (err) {
+      if (/lease not found/.test(String((err as Error).message))) return 0;
+      throw Errors.timeout;
+    }
+  }
+
+  leaseRenewLocal(id: bigint): number {
     try {
       return this.lessor.renew(id);
     } catch (err) {
@@ -236,7 +757,40 @@ export class EtcdServer {
     }
   }
 
-  leaseTimeToLive(req: LeaseTimeToLiveRequest): LeaseTimeToLiveResponse {
+  private leaderPeerUrl(): string {
+    const lead = this.raft.lead;
+    if (lead === 0n) throw Errors.noLeader;
+    const url = this.membership.get(lead)?.peerURLs[0];
+    if (url === undefined) throw Errors.noLeader;
+    return url;
+  }
+
+  /** Remaining TTLs live on the leader: followers ask it. */
+  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    if (this.raft.isLeader()) return this.leaseTimeToLiveLocal(req);
+    try {
+      const r = await leaseTimeToLiveHttp(
+        this.leaderPeerUrl(),
+        req.ID,
+        req.keys,
+        AbortSignal.timeout(this.requestTimeoutMs()),
+      );
+      return { ...r, header: this.header(this.store.currentRevision) };
+    } catch (err) {
+      if (/lease not found|404/.test(String((err as Error).message))) {
+        return {
+          header: this.header(this.store.currentRevision),
+          ID: req.ID,
+          TTL: -1,
+          grantedTTL: 0,
+          keys: [],
+        };
+      }
+      throw Errors.timeout;
+    }
+  }
+
+  leaseTimeToLiveLocal(req: LeaseTimeToLiveRequest): LeaseTimeToLiveResponse {
     const header = this.header(this.store.currentRevision);
     const l = this.lessor.lookup(req.ID);
     if (l === undefined) return { header, ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
@@ -284,16 +838,7 @@ export class EtcdServer {
   // ---- Cluster / Maintenance ----
 
   members(): Member[] {
-    const urls = this.config.initialCluster.get(this.config.name) ?? [];
-    return [
-      {
-        ID: this.memberId,
-        name: this.config.name,
-        peerURLs: urls,
-        clientURLs: this.config.advertiseClientUrls.map((u) => `${u.protocol}//${u.host}`),
-        isLearner: false,
-      },
-    ];
+    return this.membership.all().map((m) => this.membership.toWire(m));
   }
 
   status(): StatusResponse {
@@ -301,13 +846,13 @@ export class EtcdServer {
       header: this.header(this.store.currentRevision),
       version: SERVER_VERSION,
       dbSize: this.store.dbSize(),
-      leader: this.memberId,
-      raftIndex: this.appliedIndex,
-      raftTerm: this.raftTerm,
+      leader: this.raft.lead,
+      raftIndex: this.raft.commitIndex,
+      raftTerm: this.raft.term,
       raftAppliedIndex: this.appliedIndex,
       errors: this.maintenance.statusErrors(),
       dbSizeInUse: this.store.dbSizeInUse(),
-      isLearner: false,
+      isLearner: this.membership.get(this.memberId)?.isLearner ?? false,
     };
   }
 
@@ -316,7 +861,13 @@ export class EtcdServer {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.maintenance.stop();
-    this.committer.stop();
+    this.raft.stop();
+    this.wait.failAll(Errors.stopped);
+    for (const r of this.pendingReads.splice(0)) r.reject(Errors.stopped);
+    for (const [, batch] of this.readRounds) for (const r of batch) r.reject(Errors.stopped);
+    this.readRounds.clear();
+    void this.transport.stop();
+    for (const p of this.peerServers) void p.close();
     this.store.close();
   }
 }
