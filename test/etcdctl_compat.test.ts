@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  type EtcdProcess,
   ETCD_TS_BIN,
-  REAL_ETCD,
+  type EtcdProcess,
   etcdctl,
   freePort,
   hasEtcdctl,
   hasRealEtcd,
+  REAL_ETCD,
   removeDir,
   startEtcdProcess,
   tempDir,
@@ -102,17 +102,19 @@ const SCRIPT: Step[] = [
 
 /** Output that legitimately differs between two servers: sizes, timings, and fields etcd-ts adds. */
 function normalize(text: string): string {
-  return text
-    .replace(/"ts":"[^"]*"/g, '"ts":"T"')
-    .replace(/client-[0-9a-f-]{36}/g, 'client-ID')
-    .replace(/took = [0-9.]+[µmn]?s/g, 'took = T')
-    // until members run raft, the raft index counts only client writes, not etcd's bootstrap entries
-    .replace(/\| +\d+ \| +\d+ \| +(\| *\n)/g, '| INDEX | INDEX | $1')
-    .replace(/\| +[0-9.]+ [kMG]?B +\|/g, '| SIZE |')
-    .replace(/"dbSize":\d+/g, '"dbSize":N')
-    .replace(/"dbSizeInUse":\d+/g, '"dbSizeInUse":N')
-    .replace(/, \d+ \| /g, ', HASH | ')
-    .replace(/, \d+\n/g, ', HASH\n');
+  return (
+    text
+      .replace(/"ts":"[^"]*"/g, '"ts":"T"')
+      .replace(/client-[0-9a-f-]{36}/g, 'client-ID')
+      .replace(/took = [0-9.]+[µmn]?s/g, 'took = T')
+      // until members run raft, the raft index counts only client writes, not etcd's bootstrap entries
+      .replace(/\| +\d+ \| +\d+ \| +(\| *\n)/g, '| INDEX | INDEX | $1')
+      .replace(/\| +[0-9.]+ [kMG]?B +\|/g, '| SIZE |')
+      .replace(/"dbSize":\d+/g, '"dbSize":N')
+      .replace(/"dbSizeInUse":\d+/g, '"dbSizeInUse":N')
+      .replace(/, \d+ \| /g, ', HASH | ')
+      .replace(/, \d+\n/g, ', HASH\n')
+  );
 }
 
 async function runScript(bin: string, ports: { client: number; peer: number }): Promise<string[]> {
@@ -129,7 +131,9 @@ async function runScript(bin: string, ports: { client: number; peer: number }): 
     const out: string[] = [];
     for (const step of SCRIPT) {
       const r = await etcdctl(proc.clientUrl, step.args, step.stdin ?? '');
-      out.push(`$ etcdctl ${step.args.join(' ').slice(0, 80)}\n[exit ${r.code}]\n${normalize(r.stdout)}${normalize(r.stderr)}`);
+      out.push(
+        `$ etcdctl ${step.args.join(' ').slice(0, 80)}\n[exit ${r.code}]\n${normalize(r.stdout)}${normalize(r.stderr)}`,
+      );
     }
     return out;
   } finally {
@@ -160,6 +164,10 @@ describe('etcdctl 3.4 sees etcd-ts as etcd', { timeout: 240_000 }, () => {
         mismatches.push(`--- etcd 3.4.23:\n${reference[i]}\n--- etcd-ts:\n${ours[i]}`);
       }
     }
-    assert.equal(mismatches.length, 0, `${mismatches.length} of ${reference.length} steps differ:\n${mismatches.join('\n')}`);
+    assert.equal(
+      mismatches.length,
+      0,
+      `${mismatches.length} of ${reference.length} steps differ:\n${mismatches.join('\n')}`,
+    );
   });
 });

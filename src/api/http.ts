@@ -7,14 +7,12 @@ import { handleHealth } from './maintenance_service.js';
 export function handleHttp(server: EtcdServer, req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/version') {
-    return json(res, 200, { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION });
-  }
-  if (path === '/health') {
+    json(res, 200, { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION });
+  } else if (path === '/health') {
     handleHealth(server, req, res); // alarms and a read, as etcd's
-    return;
+  } else {
+    json(res, 404, { message: `404 page not found: ${path}` });
   }
-
-  json(res, 404, { message: `404 page not found: ${path}` });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

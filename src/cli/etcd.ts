@@ -3,7 +3,7 @@ import { startEtcd } from '../etcd.js';
 import { ETCD_TS_VERSION, SERVER_VERSION } from '../server/version.js';
 import { flagsToConfig } from './etcd_config.js';
 import { ETCD_FLAGS } from './etcd_flags.js';
-import { FlagError, type ParsedFlags, formatHelp, loadConfigFile, parseFlags } from './flags.js';
+import { FlagError, formatHelp, loadConfigFile, type ParsedFlags, parseFlags } from './flags.js';
 
 const USAGE = `Usage:
 

@@ -41,7 +41,11 @@ export function envName(flag: string): string {
   return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[], env: NodeJS.ProcessEnv): ParsedFlags {
+export function parseFlags(
+  specs: readonly FlagSpec[],
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): ParsedFlags {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values: FlagValues = new Map(specs.map((s) => [s.name, s.default]));
   const explicit = new Set<string>();

@@ -2,7 +2,7 @@
 // Anything below the server layer throws its own error types; src/api/status.ts maps all of them.
 
 /** gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
-export const enum Code {
+export enum Code {
   OK = 0,
   CANCELLED = 1,
   UNKNOWN = 2,

@@ -6,7 +6,8 @@ export type { Logger };
 
 export function createLogger(level: string, destination: NodeJS.WritableStream | number = 2): Logger {
   const pinoLevel = level === 'panic' ? 'fatal' : level;
-  const stream = typeof destination === 'number' ? pino.destination({ dest: destination, sync: true }) : destination;
+  const stream =
+    typeof destination === 'number' ? pino.destination({ dest: destination, sync: true }) : destination;
   return pino(
     {
       level: pinoLevel,

@@ -82,7 +82,11 @@ export class GrpcServer {
 
   constructor(private readonly options: GrpcServerOptions) {}
 
-  unary<Req, Res>(method: MethodDefinition<Req, Res>, service: string, handler: UnaryHandler<Req, Res>): void {
+  unary<Req, Res>(
+    method: MethodDefinition<Req, Res>,
+    service: string,
+    handler: UnaryHandler<Req, Res>,
+  ): void {
     this.add(service, method, { kind: 'unary', method, handler } as Route);
   }
 
@@ -385,7 +389,13 @@ class Call<Req, Res> implements BidiStream<Req, Res> {
 }
 
 function asStatus(err: unknown): WireStatus {
-  if (typeof err === 'object' && err !== null && 'code' in err && 'message' in err && !(err instanceof Error)) {
+  if (
+    typeof err === 'object' &&
+    err !== null &&
+    'code' in err &&
+    'message' in err &&
+    !(err instanceof Error)
+  ) {
     return err as WireStatus;
   }
   return toWireStatus(err);
