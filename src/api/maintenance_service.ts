@@ -2,7 +2,6 @@
 // verdict on the client port. Wire <-> server translation only: the work is in src/server/maintenance.ts.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MaintenanceDefinition, type SnapshotResponse } from '../gen/etcdserverpb/rpc.js';
-import { Errors } from '../server/errors.js';
 import type { EtcdServer } from '../server/server.js';
 import type { GrpcServer, ServerStream } from './grpc/server.js';
 
@@ -30,9 +29,8 @@ export function registerMaintenance(grpc: GrpcServer, server: EtcdServer): void 
     return { header: undefined };
   });
   grpc.serverStream(m.snapshot, svc, (_req, stream) => void sendSnapshot(server, stream));
-  grpc.unary(m.moveLeader, svc, (req) => {
-    // a single member is the leader; moving leadership to itself is a no-op, as in raft
-    if (req.targetID !== server.memberId) throw Errors.badLeaderTransferee;
+  grpc.unary(m.moveLeader, svc, async (req) => {
+    await server.moveLeader(req.targetID);
     return { header: server.header(server.store.currentRevision) };
   });
 }

@@ -11,9 +11,9 @@ import { ElectionDefinition } from '../gen/v3electionpb/v3election.js';
 import { LockDefinition } from '../gen/v3lockpb/v3lock.js';
 import type { EtcdServer } from '../server/server.js';
 import type { GrpcServer } from './grpc/server.js';
-import { registerWatch } from './watch_service.js';
 import { registerLease } from './lease_service.js';
 import { registerMaintenance } from './maintenance_service.js';
+import { registerWatch } from './watch_service.js';
 
 export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   for (const def of [
@@ -41,9 +41,24 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
 
   const cluster = ClusterDefinition.fullName;
   // etcd's Cluster responses carry no revision
-  grpc.unary(ClusterDefinition.methods.memberList, cluster, () => ({
-    header: server.header(0),
-    members: server.members(),
+  const cm = ClusterDefinition.methods;
+  const chdr = () => server.header(0);
+  grpc.unary(cm.memberList, cluster, () => ({ header: chdr(), members: server.members() }));
+  grpc.unary(cm.memberAdd, cluster, async (req) => {
+    const r = await server.memberAdd(req.peerURLs, req.isLearner);
+    return { header: chdr(), member: r.member, members: r.members };
+  });
+  grpc.unary(cm.memberRemove, cluster, async (req) => ({
+    header: chdr(),
+    members: await server.memberRemove(req.ID),
+  }));
+  grpc.unary(cm.memberUpdate, cluster, async (req) => ({
+    header: chdr(),
+    members: await server.memberUpdate(req.ID, req.peerURLs),
+  }));
+  grpc.unary(cm.memberPromote, cluster, async (req) => ({
+    header: chdr(),
+    members: await server.memberPromote(req.ID),
   }));
 
   registerMaintenance(grpc, server);

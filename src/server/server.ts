@@ -55,12 +55,12 @@ import { KvApplier } from './apply_kv.js';
 import { importBboltBackend } from './backend_import.js';
 import { BootstrapError, type Bootstrapped, bootstrap } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
-import { Errors } from './errors.js';
+import { Code, Errors, EtcdError } from './errors.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './kv_validate.js';
 import { lmdbLeaseBackend } from './lease_backend.js';
 import type { Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
-import { idToHex } from './member_id.js';
+import { idToHex, memberId } from './member_id.js';
 import { type ClusterMember, Membership, memberFromJson, memberToJson } from './membership.js';
 import { RaftNode } from './raft_node.js';
 import { RequestIdGenerator } from './request_id.js';
@@ -75,6 +75,36 @@ const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
 const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 const CLUSTER_BUCKET = 'cluster';
 const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
+
+/** etcd allows one learner at a time. */
+const MAX_LEARNERS = 1;
+
+function normalizePeerUrls(urls: string[]): string[] {
+  const out: string[] = [];
+  for (const raw of urls) {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw Errors.memberBadURLs;
+    }
+    if (
+      (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+      u.port === '' ||
+      (u.pathname !== '/' && u.pathname !== '')
+    ) {
+      throw Errors.memberBadURLs;
+    }
+    out.push(`${u.protocol}//${u.host}`);
+  }
+  if (out.length === 0) throw Errors.memberBadURLs;
+  return out.sort();
+}
+
+/** A new member's ID, as etcd makes it for `member add`: its peer URLs and the time, hashed. */
+function memberIdForAdd(peerUrls: string[]): bigint {
+  return memberId(peerUrls, '', Math.floor(Date.now() / 1000));
+}
 
 interface PendingRead {
   resolve: () => void;
@@ -833,6 +863,128 @@ export class EtcdServer {
       .map((c) => ({ ID: c.id, remainingTTL: c.remainingTtl }));
     if (checkpoints.length === 0) return;
     this.propose({ leaseCheckpoint: { checkpoints } }).catch(() => {});
+  }
+
+  // ---- Cluster ----
+
+  /** Adds a member (a voter, or a learner) by a conf-change entry; etcd's checks first. */
+  async memberAdd(peerURLs: string[], isLearner: boolean): Promise<{ member: Member; members: Member[] }> {
+    const urls = normalizePeerUrls(peerURLs);
+    for (const m of this.membership.all()) {
+      if (m.peerURLs.some((u) => urls.includes(u))) throw Errors.peerURLExist;
+    }
+    if (isLearner && this.membership.all().filter((m) => m.isLearner).length >= MAX_LEARNERS) {
+      throw Errors.tooManyLearners;
+    }
+    if (!isLearner && this.config.strictReconfigCheck) {
+      // after the add, the members that are up must still form a quorum of the larger cluster
+      const voters = this.membership.voters().length + 1;
+      if (this.startedVoters() < Math.floor(voters / 2) + 1) throw Errors.memberNotEnoughStarted;
+    }
+    const m: ClusterMember = {
+      id: memberIdForAdd(urls),
+      name: '',
+      peerURLs: urls,
+      clientURLs: [],
+      isLearner,
+    };
+    await this.proposeConfChange(
+      isLearner ? ConfChangeType.ConfChangeAddLearnerNode : ConfChangeType.ConfChangeAddNode,
+      m.id,
+      memberToJson(m),
+    );
+    return { member: this.membership.toWire(this.membership.get(m.id) ?? m), members: this.members() };
+  }
+
+  async memberRemove(id: bigint): Promise<Member[]> {
+    const m = this.membership.get(id);
+    if (m === undefined) throw this.membership.isRemoved(id) ? Errors.memberNotFound : Errors.memberNotFound;
+    if (this.config.strictReconfigCheck && !m.isLearner) {
+      const voters = this.membership.voters().length - 1;
+      const up = this.startedVoters() - (this.isStarted(id) ? 1 : 0);
+      if (up < Math.floor(voters / 2) + 1) throw Errors.memberNotEnoughStarted;
+    }
+    await this.proposeConfChange(ConfChangeType.ConfChangeRemoveNode, id, '');
+    return this.members();
+  }
+
+  async memberUpdate(id: bigint, peerURLs: string[]): Promise<Member[]> {
+    const m = this.membership.get(id);
+    if (m === undefined) throw Errors.memberNotFound;
+    const urls = normalizePeerUrls(peerURLs);
+    for (const o of this.membership.all()) {
+      if (o.id !== id && o.peerURLs.some((u) => urls.includes(u))) throw Errors.peerURLExist;
+    }
+    await this.proposeConfChange(
+      ConfChangeType.ConfChangeUpdateNode,
+      id,
+      memberToJson({ ...m, peerURLs: urls }, false),
+    );
+    return this.members();
+  }
+
+  async memberPromote(id: bigint): Promise<Member[]> {
+    const m = this.membership.get(id);
+    if (m === undefined) throw Errors.memberNotFound;
+    if (!m.isLearner) throw Errors.memberNotLearner;
+    if (this.raft.isLeader()) {
+      // only a learner whose log is close to the leader's may vote (etcd: 90% of the leader's match)
+      const progress = this.raft.node.status().progress;
+      const leaderMatch = progress?.get(this.memberId)?.match ?? 0;
+      const learnerMatch = progress?.get(id)?.match ?? 0;
+      if (learnerMatch < leaderMatch * 0.9) throw Errors.learnerNotReady;
+    }
+    await this.proposeConfChange(
+      ConfChangeType.ConfChangeAddNode,
+      id,
+      memberToJson({ ...m, isLearner: false }, false),
+    );
+    return this.members();
+  }
+
+  /** Hands leadership to `target` (leader only) and waits until it has taken over. */
+  async moveLeader(target: bigint): Promise<void> {
+    if (!this.raft.isLeader()) throw Errors.notLeader;
+    const m = this.membership.get(target);
+    if (m === undefined || m.isLearner) throw Errors.badLeaderTransferee;
+    if (target === this.memberId) return;
+    this.raft.node.transferLeader(target);
+    this.raft.schedule();
+    const deadline = Date.now() + this.requestTimeoutMs();
+    while (Date.now() < deadline) {
+      if (this.raft.lead === target) return;
+      await new Promise((r) => setTimeout(r, this.config.heartbeatIntervalMs));
+    }
+    throw new EtcdError(Code.UNAVAILABLE, 'etcdserver: request timed out, leader transfer took too long');
+  }
+
+  private isStarted(id: bigint): boolean {
+    return id === this.memberId || this.transport.activeSince(id) !== undefined;
+  }
+
+  private startedVoters(): number {
+    return this.membership.voters().filter((m) => this.isStarted(m.id)).length;
+  }
+
+  private async proposeConfChange(type: ConfChangeType, nodeId: bigint, context: string): Promise<void> {
+    await this.waitForLeader();
+    const id = this.ids.generate();
+    const result = this.wait.register(id);
+    const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
+    timer.unref();
+    try {
+      this.raft.node.proposeConfChange(
+        ConfChange.fromPartial({ id, type, nodeId, context: Buffer.from(context) }),
+      );
+      this.raft.schedule();
+    } catch {
+      this.wait.trigger(id, Errors.leaderChanged);
+    }
+    try {
+      await result;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---- Cluster / Maintenance ----
