@@ -58,7 +58,7 @@ test('a SIGKILLed writer loses nothing it reported committed, and replays nothin
         );
         assert.ok(s.currentRevision >= rev);
         const kv = s.range(Buffer.from(`k${ci % 50}`), undefined).kvs[0];
-        assert.ok(kv && kv.value.equals(valueFor(ci)), `round ${round}: the last batch's write is there`);
+        assert.ok(kv?.value.equals(valueFor(ci)), `round ${round}: the last batch's write is there`);
         // every key holds its latest write at or below ci
         const all = s.range(Buffer.from([0]), Buffer.from([0])).kvs;
         for (const x of all) {

@@ -10,8 +10,8 @@ import type {
 import type { Lessor } from '../lease/lessor.js';
 import type { MvccStore } from '../mvcc/store.js';
 import type { KvApplier } from './apply_kv.js';
-import type { Maintenance } from './maintenance.js';
 import { Code, EtcdError } from './errors.js';
+import type { Maintenance } from './maintenance.js';
 
 /** The result of applying one request: its response, or the error the waiting client gets. */
 export type ApplyResult = unknown;

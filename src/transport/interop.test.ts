@@ -189,7 +189,7 @@ test('real etcd 3.4 and a PeerTransport member form a cluster', {
     const ms = await fetchMembers(realPeerUrl);
     assert.equal(ms.clusterId, cid);
     assert.deepEqual(
-      ms.members.map((m) => m.id).sort(),
+      ms.members.map((m) => m.id).sort((a, b) => (a < b ? -1 : 1)),
       [fakeId, realId].sort((a, b) => (a < b ? -1 : 1)),
     );
     assert.deepEqual(ms.members.find((m) => m.id === realId)?.peerURLs, [realPeerUrl]);
