@@ -23,7 +23,15 @@ export interface DefragResult {
 export interface DefragOptions {
   /** Called with a short message and fields at each phase and every ~0.5 s while copying. */
   progress?: (msg: string, fields: Record<string, unknown>) => void;
+  /**
+   * Checked after the copy: false means something was written during it (e.g. entries applied from the
+   * raft leader, which a paused local write path does not hold back); the copy is then discarded and
+   * StoreChangedError thrown, so no write is ever lost. Default: the consistent index did not move.
+   */
+  unchanged?: () => boolean;
 }
+
+export class StoreChangedError extends Error {}
 
 /** The store's backend. MvccStore keeps it private; defragmentation is the one outside user. */
 function backendOf(store: MvccStore): Backend {
@@ -38,6 +46,10 @@ export async function defragStore(store: MvccStore, opts: DefragOptions = {}): P
   const report = opts.progress ?? (() => {});
   const start = performance.now();
   const sizeBefore = backend.size();
+  const ciBefore = store.consistentIndex;
+  const revBefore = store.currentRevision;
+  const unchanged =
+    opts.unchanged ?? (() => store.consistentIndex === ciBefore && store.currentRevision === revBefore);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   report('defrag: copying the backend compacted', { 'current-db-size-bytes': sizeBefore, 'temp-dir': tmp });
@@ -58,6 +70,12 @@ export async function defragStore(store: MvccStore, opts: DefragOptions = {}): P
     throw new Error(`defrag: copying the backend failed: ${(err as Error).message}`);
   } finally {
     clearInterval(timer);
+  }
+  if (!unchanged()) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new StoreChangedError(
+      'defrag: the store changed while it was being copied; the copy was discarded',
+    );
   }
   fsyncPath(join(tmp, 'data.mdb'));
   fsyncPath(tmp);

@@ -16,7 +16,7 @@ import {
   type TxnRequest,
 } from '../gen/etcdserverpb/rpc.js';
 import { CLUSTER_VERSION_KEY, encodeMemberKey, encodeMemberValue } from '../mvcc/bbolt/index.js';
-import { defragStore } from '../mvcc/defrag.js';
+import { defragStore, StoreChangedError } from '../mvcc/defrag.js';
 import { writeStoreSnapshot } from '../mvcc/snapshot.js';
 import type { MvccStore } from '../mvcc/store.js';
 import { ALARM_BUCKET, type AlarmChange, AlarmStore, alarmName, alarmString } from './alarms.js';
@@ -294,7 +294,17 @@ export class Maintenance {
           alarm: { action: AlarmRequest_AlarmAction.GET, memberID: 0n, alarm: AlarmType.NONE },
         });
         await this.d.store.compactionsDone();
-        await defragStore(this.d.store, { progress: (msg, fields) => log.info(fields, msg) });
+        // writes from this member wait at the gate; entries applied from a leader are caught by
+        // defragStore (the copy is discarded), and the copy is tried again
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await defragStore(this.d.store, { progress: (msg, fields) => log.info(fields, msg) });
+            break;
+          } catch (err) {
+            if (!(err instanceof StoreChangedError) || attempt >= 3) throw err;
+            log.info({ attempt }, 'defrag: the store changed during the copy; copying again');
+          }
+        }
       } catch (err) {
         log.warn({ error: String((err as Error).message ?? err) }, 'failed to defragment');
         throw err;
