@@ -48,11 +48,30 @@ export const STREAM_BUDGET_BYTES = 256 * 1024;
 
 export interface WatchServiceOptions extends WatchableStoreOptions {}
 
-const registered = new WeakMap<EtcdServer, WatchableStore>();
+interface Registered {
+  watchable: WatchableStore;
+  headers: HeaderCache;
+  maxBytes: number;
+}
+
+const registered = new WeakMap<EtcdServer, Registered>();
 
 /** The watchable store serving a server's Watch calls (for tests and metrics). */
 export function watchableOf(server: EtcdServer): WatchableStore | undefined {
-  return registered.get(server);
+  return registered.get(server)?.watchable;
+}
+
+/**
+ * Serves one Watch call on any BidiStream (the JSON gateway's /v3/watch can adapt its HTTP stream to
+ * one: responses carry `wire`, their protobuf encoding). registerWatch must have run for this server.
+ */
+export function serveWatchStream(
+  stream: BidiStream<WatchRequest, WireWatchResponse>,
+  server: EtcdServer,
+): void {
+  const r = registered.get(server);
+  if (r === undefined) throw new Error('watch: registerWatch has not run for this server');
+  serveStream(stream, server, r.watchable, r.headers, r.maxBytes);
 }
 
 /** Registers etcdserverpb.Watch/Watch; returns the watchable store (tests look at its stats). */
@@ -71,9 +90,9 @@ export function registerWatch(
       opts.onError ??
       ((err) => server.log.warn({ error: String(err) }, 'failed to send watch response to gRPC stream')),
   });
-  registered.set(server, watchable);
   const maxBytes = server.config.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const headers = new HeaderCache(server);
+  registered.set(server, { watchable, headers, maxBytes });
   const method = {
     ...WatchDefinition.methods.watch,
     responseType: WireWatchResponseCodec,

@@ -11,7 +11,7 @@
 // stream then counts as blocked: its watchers leave the key index, remembering the first revision each
 // has not seen, and nothing more is pushed to it, so a stuck client costs neither memory nor the time of
 // other watchers. When the consumer drains, resume() hands the stream to the sync loop, which catches its
-// watchers up from history (sharing the blocks it reads between streams) and puts them back in the
+// watchers up from history (sharing its reads between streams) and puts them back in the
 // index once they reach the current revision. A watcher whose next revision was compacted meanwhile is
 // canceled with the compaction revision, as etcd does.
 import { type Event, Event_EventType, type KeyValue } from '../gen/mvccpb/kv.js';
@@ -127,10 +127,17 @@ class Watcher implements KeyRange {
 
 interface HistoryBlock {
   from: number;
+  /** every revision from..hi is in revs (those that exist: all above the compaction point) */
   hi: number;
   compactRev: number;
   revs: Array<{ rev: number; events: Event[] }>;
+  bytes: number;
 }
+
+/** what one history read aims at */
+const READ_TARGET_BYTES = 4 * 1024 * 1024;
+/** history blocks kept for other streams catching up from the same revision */
+const CACHE_BYTES = 16 * 1024 * 1024;
 
 export class WatchableStore {
   private readonly index = new WatcherIndex<Watcher>();
@@ -138,6 +145,8 @@ export class WatchableStore {
   private readonly syncQueue = new Set<WatchStream>();
   private syncScheduled = false;
   private readonly blocks = new Map<number, HistoryBlock>();
+  private blockBytes = 0;
+  private revsPerRead: number;
   private readonly unsubscribe: () => void;
   private closed = false;
   readonly progressIntervalMs: number;
@@ -151,6 +160,7 @@ export class WatchableStore {
   ) {
     this.progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_MS;
     this.blockRevs = opts.historyBlockRevs ?? 256;
+    this.revsPerRead = this.blockRevs;
     this.mergeBytes = opts.mergeBytes ?? 1024 * 1024;
     this.stepsPerTurn = opts.stepsPerTurn ?? 8;
     this.unsubscribe = store.onChanges((rev, events) => this.notify(rev, events));
@@ -170,6 +180,7 @@ export class WatchableStore {
     this.unsubscribe();
     for (const s of [...this.streams]) s.close();
     this.blocks.clear();
+    this.blockBytes = 0;
   }
 
   /** Counts, for tests and metrics. */
@@ -410,24 +421,25 @@ export class WatchableStore {
   }
 
   /**
-   * Revisions lo..min(cur, end of lo's aligned block) from the backend. Blocks are aligned so that
-   * streams catching up from nearby revisions share the reads; a few recent blocks are kept.
+   * Revisions from lo on, read from the backend: at most `revsPerRead` of them (fewer when they are
+   * large: each read aims at a few MB), up to cur. Streams catching up from the same revision (blocked
+   * together, or resuming the same watch) share the read; a few recent blocks are kept, within a byte
+   * budget.
    */
   private historyBlock(lo: number, cur: number): HistoryBlock {
-    const size = this.blockRevs;
-    const start = Math.floor((lo - 1) / size) * size + 1;
-    const hi = Math.min(cur, start + size - 1);
     const compact = this.store.compactRevision;
-    const cached = this.blocks.get(start);
-    if (cached !== undefined && cached.from <= lo && cached.hi === hi && cached.compactRev === compact) {
-      return cached;
+    for (const b of this.blocks.values()) {
+      if (b.from <= lo && lo <= b.hi && b.compactRev === compact) return b;
     }
-    const from = Math.max(start, compact + 1);
-    const revs = this.store.history(from, hi);
+    const limit = this.revsPerRead;
+    const hi = Math.min(cur, lo + this.blockRevs - 1);
+    const revs = this.store.history(lo, hi, limit);
     const store = this.store;
+    let bytes = 0;
     for (const r of revs) {
       for (const ev of r.events) {
         const kv = ev.kv!;
+        bytes += kv.key.length + kv.value.length + 64;
         if (ev.type === Event_EventType.PUT && kv.createRevision === kv.modRevision) continue;
         setPrevKvResolver(ev, () => {
           try {
@@ -438,10 +450,25 @@ export class WatchableStore {
         });
       }
     }
-    const block: HistoryBlock = { from, hi, compactRev: compact, revs };
-    this.blocks.delete(start);
-    this.blocks.set(start, block);
-    if (this.blocks.size > 8) this.blocks.delete(this.blocks.keys().next().value as number);
+    // adapt the next read to the size of this one
+    if (bytes > READ_TARGET_BYTES && limit > 1) this.revsPerRead = Math.max(1, limit >> 1);
+    else if (bytes < READ_TARGET_BYTES / 4 && limit < this.blockRevs) {
+      this.revsPerRead = Math.min(this.blockRevs, limit * 2);
+    }
+    const block: HistoryBlock = {
+      from: lo,
+      hi: revs.length >= limit ? revs[revs.length - 1]!.rev : hi,
+      compactRev: compact,
+      revs,
+      bytes,
+    };
+    this.blocks.set(lo, block);
+    this.blockBytes += bytes;
+    while (this.blocks.size > 8 || (this.blockBytes > CACHE_BYTES && this.blocks.size > 1)) {
+      const [k, old] = this.blocks.entries().next().value as [number, HistoryBlock];
+      this.blocks.delete(k);
+      this.blockBytes -= old.bytes;
+    }
     return block;
   }
 
