@@ -146,7 +146,8 @@ function serveStream(
     const bytes = d.events.map((ev) => encodedEvent(ev, d.prevKv));
     if (!d.fragment || bytes.length < 2) {
       const wire = wireResponse(headers.field(d.revision), d.watchId, false, bytes);
-      return push(response({ wire }), wire.length);
+      // only the codec reads this object, and it looks at `wire` alone
+      return push({ wire } as WireWatchResponse, wire.length);
     }
     return sendFragments(push, headers.field(d.revision), d.watchId, bytes, maxBytes);
   };

@@ -308,6 +308,30 @@ describe('WatchableStore', () => {
     }
   });
 
+  test('restore: a replaced store (snapshot from the leader) is caught up from, then watched live', async () => {
+    const { s, w } = open();
+    const { sink, ws } = stream(w);
+    ws.watch({ key: B('k') });
+    put(s, 'k', 'old'); // 2
+    const d = mkdtempSync(join(tmpdir(), 'watch-test-'));
+    dirs.push(d);
+    const s2 = MvccStore.open({ dir: d, noSync: true });
+    put(s2, 'k', 'a'); // 2 (the watcher has seen revision 2 already)
+    put(s2, 'x', 'b'); // 3
+    put(s2, 'k', 'c'); // 4
+    w.restore(s2);
+    await settle(w);
+    put(s, 'k', 'ignored'); // the old store no longer matters
+    put(s2, 'k', 'd'); // 5
+    assert.deepEqual(sink.summary(), [
+      [0, 2, ['PUT k=old@2']],
+      [0, 4, ['PUT k=c@4']],
+      [0, 5, ['PUT k=d@5']],
+    ]);
+    w.restore(s);
+    await s2.close();
+  });
+
   test('a future start revision reports only from that revision', () => {
     const { s, w } = open();
     const { sink, ws } = stream(w);

@@ -147,7 +147,8 @@ export class WatchableStore {
   private readonly blocks = new Map<number, HistoryBlock>();
   private blockBytes = 0;
   private revsPerRead: number;
-  private readonly unsubscribe: () => void;
+  private unsubscribe: () => void;
+  private storeRef: MvccStore;
   private closed = false;
   readonly progressIntervalMs: number;
   private readonly blockRevs: number;
@@ -155,7 +156,7 @@ export class WatchableStore {
   private readonly stepsPerTurn: number;
 
   constructor(
-    readonly store: MvccStore,
+    store: MvccStore,
     readonly opts: WatchableStoreOptions = {},
   ) {
     this.progressIntervalMs = opts.progressIntervalMs ?? DEFAULT_PROGRESS_MS;
@@ -163,7 +164,35 @@ export class WatchableStore {
     this.revsPerRead = this.blockRevs;
     this.mergeBytes = opts.mergeBytes ?? 1024 * 1024;
     this.stepsPerTurn = opts.stepsPerTurn ?? 8;
+    this.storeRef = store;
     this.unsubscribe = store.onChanges((rev, events) => this.notify(rev, events));
+  }
+
+  get store(): MvccStore {
+    return this.storeRef;
+  }
+
+  /**
+   * The server replaced its store (a snapshot from the leader): every watcher has seen what the old
+   * store had and now catches up from the new one (or is canceled if that one compacted past it).
+   */
+  restore(store: MvccStore): void {
+    const oldRev = this.storeRef.currentRevision;
+    this.unsubscribe();
+    this.storeRef = store;
+    this.unsubscribe = store.onChanges((rev, events) => this.notify(rev, events));
+    this.blocks.clear();
+    this.blockBytes = 0;
+    for (const s of this.streams) {
+      for (const w of s.watchers.values()) {
+        if (!w.synced) continue;
+        this.index.delete(w);
+        w.synced = false;
+        if (w.minRev <= oldRev) w.minRev = oldRev + 1;
+        s.unsynced.add(w);
+      }
+      if (s.unsynced.size > 0) this.scheduleSync(s);
+    }
   }
 
   newStream(sink: WatchSink): WatchStream {
@@ -198,6 +227,17 @@ export class WatchableStore {
 
   private notify(rev: number, events: Event[]): void {
     if (this.index.size === 0) return;
+    if (events.length === 1) {
+      // the common case (a put): no per-watcher event lists, the same array for everyone
+      const ev = events[0]!;
+      const key = ev.kv!.key;
+      const hits: Watcher[] = [];
+      this.index.forEachMatch(key, key.toString('latin1'), (w) => {
+        if (rev >= w.minRev && w.passes(ev)) hits.push(w);
+      });
+      for (const w of hits) this.deliverLive(w, rev, events);
+      return;
+    }
     const matched = new Map<Watcher, Event[]>();
     for (const ev of events) {
       const key = ev.kv!.key;
@@ -208,16 +248,18 @@ export class WatchableStore {
         else evs.push(ev);
       });
     }
-    for (const [w, evs] of matched) {
-      if (w.removed) continue;
-      if (!w.synced) {
-        // its stream blocked earlier in this loop: it has not seen this revision
-        w.minRev = rev;
-        continue;
-      }
-      w.minRev = rev + 1;
-      if (!this.deliver(w, rev, evs)) this.blockStream(w.stream, rev + 1);
+    for (const [w, evs] of matched) this.deliverLive(w, rev, evs);
+  }
+
+  private deliverLive(w: Watcher, rev: number, evs: readonly Event[]): void {
+    if (w.removed) return;
+    if (!w.synced) {
+      // its stream blocked earlier in this revision: it has not seen this revision
+      w.minRev = rev;
+      return;
     }
+    w.minRev = rev + 1;
+    if (!this.deliver(w, rev, evs)) this.blockStream(w.stream, rev + 1);
   }
 
   /** Sends events to a watcher; false if its stream is now full. */
