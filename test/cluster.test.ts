@@ -2,7 +2,8 @@
 // (infra0/infra1/infra2, token etcd-cluster-1), with a peer proxy on every link.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Cluster } from './helpers/cluster.js';
+import type { Etcd3 } from 'etcd3';
+import { Cluster, sleep } from './helpers/cluster.js';
 import { etcdctl, hasEtcdctl } from './helpers/process.js';
 
 const noCtl = hasEtcdctl() ? false : 'etcdctl not installed';
@@ -90,6 +91,217 @@ test('the seed static three-member example: member list and one leader', {
       (JSON.parse(hk.stdout) as { HashKV: { hash: number } }[]).map((h) => h.HashKV.hash),
     );
     assert.equal(hashes.size, 1, hk.stdout);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${c.logs()}`);
+  } finally {
+    await c.close();
+  }
+});
+
+/** Writers that put unique keys through whichever members are running; records what was acknowledged. */
+class WriteLoad {
+  readonly acked = new Map<string, string>();
+  readonly errors: string[] = [];
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private seq = 0;
+  lastAck = 0;
+
+  constructor(
+    private readonly c: Cluster,
+    writers: number,
+    private readonly prefix: string,
+  ) {
+    for (let i = 0; i < writers; i++) this.loops.push(this.loop(i));
+  }
+
+  private async loop(w: number): Promise<void> {
+    const clients = new Map<string, Etcd3>();
+    let turn = w;
+    while (!this.stopped) {
+      const up = this.c.running();
+      if (up.length === 0) {
+        await sleep(50);
+        continue;
+      }
+      const m = up[turn++ % up.length]!;
+      let client = clients.get(m.name);
+      if (!client) clients.set(m.name, (client = this.c.noRetryClient(m.name)));
+      const key = `${this.prefix}${w}/${this.seq++}`;
+      try {
+        await client
+          .put(key)
+          .value(key)
+          .options({ deadline: new Date(Date.now() + 3000) })
+          .exec();
+        this.acked.set(key, key);
+        this.lastAck = Date.now();
+      } catch (err) {
+        this.errors.push(`${m.name}: ${(err as Error).message}`);
+        await sleep(20);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+}
+
+/** Asserts that every acknowledged key reads back with its value through `name` (a linearizable read). */
+async function assertAllAcked(
+  c: Cluster,
+  name: string,
+  prefix: string,
+  acked: Map<string, string>,
+): Promise<void> {
+  const client = c.noRetryClient(name);
+  const all = await client.getAll().prefix(prefix).strings();
+  const missing = [...acked].filter(([k, v]) => all[k] !== v).map(([k]) => k);
+  assert.deepEqual(
+    missing.slice(0, 20),
+    [],
+    `${missing.length} of ${acked.size} acknowledged writes missing through ${name}`,
+  );
+}
+
+test('kill -9 of the leader under write load: new leader, writes continue, the old leader catches up', {
+  timeout: 90_000,
+}, async () => {
+  const c = await Cluster.create();
+  let load: WriteLoad | undefined;
+  try {
+    const oldLeader = await c.waitForLeader();
+    load = new WriteLoad(c, 6, 'load/');
+    await sleep(1500);
+    const before = load.acked.size;
+    assert.ok(
+      before > 20,
+      `only ${before} writes acknowledged before the kill; errors: ${load.errors.slice(-5).join('\n')}`,
+    );
+
+    const killedAt = Date.now();
+    await c.kill(oldLeader);
+    const newLeader = await c.waitForLeader(10_000);
+    const electedIn = Date.now() - killedAt;
+    assert.notEqual(newLeader, oldLeader);
+    // "a few election timeouts" (500 ms each), plus status polling
+    assert.ok(electedIn < 8 * c.opts.electionMs, `new leader after ${electedIn} ms`);
+
+    // writes continue on the remaining two members
+    const atElection = load.acked.size;
+    await sleep(3000);
+    assert.ok(
+      load.acked.size > atElection + 20,
+      `writes did not continue: ${atElection} -> ${load.acked.size}; errors: ${load.errors.slice(-5).join('\n')}`,
+    );
+
+    // the old leader restarts on its data dir and catches up while writes go on
+    await c.start(oldLeader);
+    await sleep(1500);
+    await load.stop();
+    assert.ok(Date.now() - load.lastAck < 1500, 'writes stopped being acknowledged after the restart');
+    await c.waitForLeader(10_000);
+    await c.waitHashKVAgree(20_000);
+    for (const m of c.members) await assertAllAcked(c, m.name, 'load/', load.acked);
+    // serializable reads on the old leader see everything too (it has applied it all)
+    const ser = await c.noRetryClient(oldLeader).getAll().prefix('load/').count();
+    assert.ok(ser >= load.acked.size, `${oldLeader}: ${ser} keys, ${load.acked.size} acknowledged`);
+    console.log(`kill-leader: ${load.acked.size} acked writes, new leader in ${electedIn} ms`);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${c.logs()}`);
+  } finally {
+    await load?.stop();
+    await c.close();
+  }
+});
+
+/** Runs `fn` and returns its error, or undefined when it succeeded. */
+async function failure(fn: () => Promise<unknown>): Promise<Error | undefined> {
+  try {
+    await fn();
+    return undefined;
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+test('a minority partition serves no linearizable reads or writes; the majority goes on; HashKV agrees after healing', {
+  timeout: 90_000,
+}, async () => {
+  const c = await Cluster.create();
+  try {
+    const ids = await c.memberIds();
+    const idOf = (name: string) => BigInt([...ids].find(([, n]) => n === name)![0]).toString(16);
+    await c.client().put('part/before').value('1').exec();
+
+    // first the leader, then a follower, is cut off from the other two
+    for (const round of ['leader', 'follower'] as const) {
+      const leader = await c.waitForLeader();
+      const isolated = round === 'leader' ? leader : c.members.find((m) => m.name !== leader)!.name;
+      const majority = c.members.filter((m) => m.name !== isolated).map((m) => m.name);
+      const logMark = c.member(isolated).proc!.output().length;
+      c.proxy!.isolate(isolated);
+
+      // the majority elects a leader among themselves (if needed) and takes writes
+      const newLeader = await c.waitForLeader(10_000, majority);
+      assert.ok(majority.includes(newLeader));
+      for (const [i, m] of majority.entries()) {
+        await c
+          .noRetryClient(m)
+          .put(`part/${round}/maj${i}`)
+          .value('ok')
+          .options({ deadline: new Date(Date.now() + 5000) })
+          .exec();
+      }
+
+      // the isolated member refuses (or times out) linearizable writes and reads
+      const iso = c.noRetryClient(isolated);
+      const deadline = () => ({ deadline: new Date(Date.now() + 2500) });
+      // (all at once: each takes the whole deadline when it times out)
+      const [putErr, getErr, txnErr] = await Promise.all([
+        failure(() => iso.put(`part/${round}/iso`).value('no').options(deadline()).exec()),
+        failure(() => iso.get(`part/${round}/maj0`).options(deadline()).string()),
+        failure(() =>
+          iso
+            .if('part/before', 'Value', '==', '1')
+            .then(iso.put('part/x').value('y'))
+            .options(deadline())
+            .commit(),
+        ),
+      ]);
+      assert.ok(putErr, `${isolated} (isolated ${round}) acknowledged a write`);
+      assert.ok(getErr, `${isolated} (isolated ${round}) served a linearizable read`);
+      assert.ok(txnErr, `${isolated} (isolated ${round}) committed a txn`);
+      // serializable reads are local: they answer, without the majority's new writes
+      const ser = await iso.get(`part/${round}/maj0`).options(deadline()).serializable(true).string();
+      assert.equal(ser, null);
+      // the majority still works after all that
+      await c.noRetryClient(majority[0]!).put(`part/${round}/after`).value('ok').options(deadline()).exec();
+
+      // the isolated member's log names the peers it cannot reach
+      const log = c.member(isolated).proc!.output().slice(logMark);
+      for (const m of majority) {
+        assert.match(
+          log,
+          new RegExp(`"remote-peer-id":"${idOf(m)}"[^\\n]*(inactive|lost TCP streaming|unreachable)`),
+          `${isolated}'s log does not say it lost ${m}`,
+        );
+      }
+
+      c.proxy!.healAll();
+      await c.waitForLeader(10_000);
+      // the healed member catches up: a linearizable read through it sees the majority's writes
+      const got = await c
+        .noRetryClient(isolated)
+        .get(`part/${round}/after`)
+        .options({ deadline: new Date(Date.now() + 5000) })
+        .string();
+      assert.equal(got, 'ok');
+      await c.waitHashKVAgree(20_000);
+    }
+    assert.ok([...c.proxy!.dropped.values()].reduce((a, b) => a + b, 0) > 0, 'the proxy dropped nothing');
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${c.logs()}`);
   } finally {
