@@ -106,6 +106,7 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
     v('experimental-auto-disarm-nospace'),
   );
   cfg.snapshotCount = int(flags, 'snapshot-count', 1);
+  cfg.snapshotCatchUpEntries = int(flags, 'experimental-snapshot-catchup-entries', 1);
   cfg.heartbeatIntervalMs = int(flags, 'heartbeat-interval', 1);
   cfg.electionTimeoutMs = int(flags, 'election-timeout', 1);
   if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) {

@@ -451,6 +451,12 @@ export const ETCD_FLAGS: readonly FlagSpec[] = [
     help: 'etcd-ts: clear the NOSPACE alarm by itself once the backend is back under --quota-backend-bytes (after compaction and defragmentation), instead of waiting for `etcdctl alarm disarm`.',
   },
   {
+    name: 'experimental-snapshot-catchup-entries',
+    kind: 'int',
+    default: '5000',
+    help: 'Number of entries for a slow follower to catch-up after compacting the raft storage entries.',
+  },
+  {
     name: 'experimental-peer-skip-client-san-verification',
     kind: 'bool',
     default: 'false',

@@ -59,7 +59,11 @@ export class Lessor {
   ) {
     this.minTtl = opts.minTtl;
     this.now = opts.now ?? (() => performance.now());
-    for (const rec of backend.loadAll()) {
+    this.load();
+  }
+
+  private load(): void {
+    for (const rec of this.backend.loadAll()) {
       this.leases.set(rec.id, {
         id: rec.id,
         ttl: Math.max(rec.ttl, this.minTtl),
@@ -68,6 +72,17 @@ export class Lessor {
         keys: new Set(),
       });
     }
+  }
+
+  /**
+   * The backend was replaced (a snapshot from the leader): forget every lease and key attachment and
+   * load the leases anew; the caller re-attaches keys (setKeyLease). A primary restarts their clocks.
+   */
+  reload(): void {
+    this.leases.clear();
+    this.keyLease.clear();
+    this.load();
+    if (this.primary) this.promote();
   }
 
   get isPrimary(): boolean {

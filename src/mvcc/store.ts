@@ -16,6 +16,7 @@ import {
   META_BUCKET,
   SCHEDULED_COMPACT_KEY,
 } from './backend.js';
+import { BboltReader } from './bbolt/index.js';
 import { CompactedError, FutureRevisionError } from './errors.js';
 import { hashBackend, hashKeyBucket, hashKeyBucketAsync } from './hash.js';
 import { type IndexedRev, type IndexUndo, type KeyIndex, TreeIndex } from './key_index.js';
@@ -71,6 +72,15 @@ export interface MvccStoreOptions {
 
 export type ChangeListener = (rev: number, events: Event[]) => void;
 
+/** What restoreFromBbolt replaced the store with. */
+export interface RestoreInfo {
+  /** pairs per bucket */
+  buckets: Record<string, number>;
+  consistentIndex: number;
+  revision: number;
+  compactRevision: number;
+}
+
 const EMPTY = Buffer.alloc(0);
 const INDEX_CHUNK = 10000;
 
@@ -108,7 +118,7 @@ export class MvccStore {
   private readonly backend: Backend;
   private readonly keyDb: Bucket;
   private readonly metaDb: Bucket;
-  private readonly index = new TreeIndex();
+  private index = new TreeIndex();
   private curRev = 1;
   private compactRev = -1;
   private ci = 0;
@@ -121,6 +131,9 @@ export class MvccStore {
   private closed = false;
   private pauses = 0;
   private resumeWaiters: Array<() => void> = [];
+  /** Bumped by restoreFromBbolt: background work started before a restore stops. */
+  private epoch = 0;
+  private readonly restoreListeners = new Set<(info: RestoreInfo) => void>();
 
   private constructor(opts: MvccStoreOptions) {
     this.backend = new Backend(opts);
@@ -481,11 +494,12 @@ export class MvccStore {
   }
 
   private async runCompaction(rev: number): Promise<void> {
+    const epoch = this.epoch;
     const keep = new RevisionSet();
     // 1. the index, a chunk of keys per event-loop turn
     let from: string | undefined;
     for (;;) {
-      if (this.closed) return;
+      if (this.closed || this.epoch !== epoch) return;
       const empty: string[] = [];
       let n = 0;
       let last: string | undefined;
@@ -508,7 +522,7 @@ export class MvccStore {
       await yieldTurn();
       while (this.pauses > 0 && !this.closed)
         await new Promise<void>((resolve) => this.resumeWaiters.push(resolve));
-      if (this.closed) return;
+      if (this.closed || this.epoch !== epoch) return;
       if (this.batch) continue; // never inside a write batch (cannot happen: batches are synchronous)
       const finished = this.backend.write(() => {
         const keys = [...this.keyDb.getKeys({ start, end, limit })] as Buffer[];
@@ -525,6 +539,70 @@ export class MvccStore {
       });
       if (finished) return;
     }
+  }
+
+  /**
+   * Replaces the whole backend with the bbolt database at `path` (the backend a raft leader sent with its
+   * snapshot, as etcd's applySnapshot swaps in the received db): every bucket is emptied and refilled in
+   * one write transaction, then the key index, revisions and consistent index are rebuilt from it. The
+   * object stays the same, so everything holding the store (appliers, lessor, membership, watchers) sees
+   * the new state; restore listeners (onRestore) are told. A compaction in progress is abandoned (one
+   * the received db has scheduled but not finished is resumed, as at open). Not inside applyBatch.
+   */
+  restoreFromBbolt(path: string): RestoreInfo {
+    if (this.closed) throw new Error('mvcc: store is closed');
+    if (this.batch) throw new Error('mvcc: restoreFromBbolt inside applyBatch');
+    const reader = BboltReader.open(path, { trailer: 'verify' });
+    const buckets: Record<string, number> = {};
+    try {
+      this.epoch++; // background compaction of the old data stops at its next step
+      this.backend.write(() => {
+        for (const name of this.backend.bucketNames()) this.backend.bucket(name).clearSync();
+        for (const nameBuf of reader.bucketNames()) {
+          const name = nameBuf.toString('latin1');
+          const bucket = this.backend.bucket(name);
+          let n = 0;
+          for (const item of reader.items(nameBuf)) {
+            if (item.isBucket) continue; // etcd has no nested buckets
+            bucket.putSync(Buffer.from(item.key), Buffer.from(item.value));
+            n++;
+          }
+          buckets[name] = n;
+        }
+      });
+    } finally {
+      reader.close();
+    }
+    this.index = new TreeIndex();
+    this.curRev = 1;
+    this.compactRev = -1;
+    this.ci = 0;
+    this.compactionChain = Promise.resolve();
+    this.restore();
+    const info: RestoreInfo = {
+      buckets,
+      consistentIndex: this.ci,
+      revision: this.curRev,
+      compactRevision: this.compactRev,
+    };
+    for (const l of this.restoreListeners) {
+      try {
+        l(info);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+    return info;
+  }
+
+  /** Subscribes to restores (restoreFromBbolt): derived state must be rebuilt. Returns the unsubscribe function. */
+  onRestore(listener: (info: RestoreInfo) => void): () => void {
+    this.restoreListeners.add(listener);
+    return () => {
+      this.restoreListeners.delete(listener);
+    };
   }
 
   /** CRC-32C over all buckets, as etcd's Hash (maintenance API) computes it. */

@@ -16,6 +16,8 @@ export interface ServerConfig {
   /** 0 means etcd's default of 2 GiB */
   quotaBackendBytes: number;
   snapshotCount: number;
+  /** raft log entries kept after a snapshot, so slightly lagging followers catch up from the log (etcd 3.5's --experimental-snapshot-catchup-entries) */
+  snapshotCatchUpEntries: number;
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   maxConcurrentStreams: number;
@@ -52,6 +54,7 @@ export function defaultConfig(): ServerConfig {
     maxTxnOps: 128,
     quotaBackendBytes: 0,
     snapshotCount: 100_000,
+    snapshotCatchUpEntries: 5000,
     heartbeatIntervalMs: 100,
     electionTimeoutMs: 1000,
     maxConcurrentStreams: 2 ** 32 - 1,

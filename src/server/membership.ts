@@ -54,14 +54,29 @@ export class Membership {
     private readonly store: MvccStore,
     public clusterId: bigint,
   ) {
-    for (const { key, value } of store.bucket(MEMBERS_BUCKET).getRange({})) {
+    this.load();
+  }
+
+  private load(): void {
+    for (const { value } of this.store.bucket(MEMBERS_BUCKET).getRange({})) {
       const m = memberFromJson(value.toString());
       this.members.set(m.id, m);
-      void key;
     }
-    for (const { key } of store.bucket(MEMBERS_REMOVED_BUCKET).getRange({})) {
+    for (const { key } of this.store.bucket(MEMBERS_REMOVED_BUCKET).getRange({})) {
       this.removed.add(BigInt(`0x${key.toString()}`));
     }
+  }
+
+  /** The backend was replaced (a snapshot from the leader): read the members from it again. */
+  reload(): void {
+    this.members.clear();
+    this.removed.clear();
+    this.load();
+  }
+
+  /** IDs of removed members (etcd's members_removed bucket). */
+  removedIds(): bigint[] {
+    return [...this.removed].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   get size(): number {
