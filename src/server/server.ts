@@ -64,6 +64,7 @@ import { idToHex, memberId } from './member_id.js';
 import { type ClusterMember, Membership, memberFromJson, memberToJson } from './membership.js';
 import { RaftNode } from './raft_node.js';
 import { RequestIdGenerator } from './request_id.js';
+import { SnapshotTransfer, v2StoreSnapshot } from './snapshot_transfer.js';
 import { CAPABILITY_VERSION, CLUSTER_VERSION, SERVER_VERSION } from './version.js';
 import { WaitRegistry } from './wait.js';
 
@@ -71,8 +72,6 @@ export class DataDirError extends Error {}
 
 /** How often remaining lease TTLs are written through the log (and so survive a restart). */
 const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
-/** Raft log entries kept after a snapshot, so slightly lagging followers catch up from the log. */
-const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 const CLUSTER_BUCKET = 'cluster';
 const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
 
@@ -118,6 +117,8 @@ export class EtcdServer {
   readonly membership: Membership;
   readonly raft: RaftNode;
   readonly transport: PeerTransport;
+  /** MsgSnap with the backend: merged snapshots out, received backends in (snapshot_transfer.ts) */
+  private readonly snapTransfer: SnapshotTransfer;
   private peerServers: PeerServer[] = [];
   readonly lessor: Lessor;
   /** alarms, quota, snapshot, defrag, auto compaction, health (src/server/maintenance.ts) */
@@ -222,6 +223,7 @@ export class EtcdServer {
         isIdRemoved: (id) => this.membership.isRemoved(id),
         reportUnreachable: (id) => this.raft.reportUnreachable(id),
         reportSnapshot: (id, ok) => this.raft.reportSnapshot(id, ok),
+        receiveSnapshot: (msg, db) => this.snapTransfer.receive(msg, db),
         reportCriticalError: (err) => {
           log.error({ error: err.message }, 'the cluster removed this member; stopping');
           this.close();
@@ -231,6 +233,28 @@ export class EtcdServer {
     for (const m of this.membership.all()) {
       if (m.id !== this.memberId) this.transport.addPeer(m.id, m.peerURLs);
     }
+    this.snapTransfer = new SnapshotTransfer({
+      log,
+      memberId: this.memberId,
+      store,
+      snapshotter: boot.snapshotter,
+      transport: this.transport,
+      lessor: this.lessor,
+      membership: this.membership,
+      appliedState: () => ({
+        index: this.applied,
+        term: this.raft.storage.term(this.applied),
+        confState: this.raft.node.raft.prs.confState(),
+      }),
+      v2Data: () => this.v2Data(),
+      reportSnapshot: (id, ok) => this.raft.reportSnapshot(id, ok),
+      onRestored: () => {
+        const v = store.bucket(CLUSTER_BUCKET).get(CLUSTER_VERSION_KEY);
+        if (v) this.clusterVersion = v.toString();
+      },
+    });
+    // a leader's snapshot whose backend restore was interrupted by a crash: finish it
+    this.snapTransfer.recoverBackendFromSnapDb(this.snapshotIndex);
     this.timers.push(setInterval(() => this.revokeExpiredLeases(), 250));
     this.timers.push(setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_INTERVAL_MS));
     for (const t of this.timers) t.unref();
@@ -350,7 +374,7 @@ export class EtcdServer {
     if (boot === undefined) throw new Error('EtcdServer.run called twice');
     this.boot = undefined;
     this.raft.start({
-      send: (msgs) => this.transport.send(msgs),
+      send: (msgs) => this.snapTransfer.send(msgs),
       apply: (entries) => this.applyEntries(entries),
       onSoftState: (ss) => this.onSoftState(ss),
       onReadStates: (rs) => this.onReadStates(rs),
@@ -586,15 +610,33 @@ export class EtcdServer {
   }
 
   private onSnapshot(snap: Snapshot): void {
-    // A leader's snapshot: the backend arrives with it (receiveSnapshot). Until snapshot transfer of
-    // the backend is wired in, only the raft state is restored.
+    // A leader's snapshot: the backend arrived with it (receiveSnapshot); swap it in, then go on
+    // applying from the snapshot's index (the db's consistent index skips what it already holds).
+    try {
+      this.snapTransfer.applySnapshot(snap, {
+        snapshotIndex: this.snapshotIndex,
+        appliedIndex: this.applied,
+      });
+    } catch (err) {
+      this.log.error(
+        { error: String(err) },
+        'failed to restore the backend from the leader snapshot; stopping',
+      );
+      this.close();
+      throw err;
+    }
     this.applied = Math.max(this.applied, snap.metadata!.index);
     this.snapshotIndex = snap.metadata!.index;
   }
 
+  /** A snapshot's data: etcd 3.4's v2 store (members, cluster version), which etcd members recover from. */
+  private v2Data(): Buffer {
+    return v2StoreSnapshot(this.membership.all(), this.membership.removedIds(), this.clusterVersion);
+  }
+
   private takeSnapshot(): void {
     try {
-      this.raft.snapshot(this.applied, Buffer.alloc(0), SNAPSHOT_CATCHUP_ENTRIES);
+      this.raft.snapshot(this.applied, this.v2Data(), this.config.snapshotCatchUpEntries);
       this.snapshotIndex = this.applied;
       this.log.info({ index: this.applied }, 'saved raft snapshot and compacted the raft log');
     } catch (err) {
