@@ -11,6 +11,7 @@ import {
   type RaftError,
   RawNode,
   type ReadState,
+  type Ready,
   SnapshotStatus,
   type SoftState,
 } from '../raft/index.js';
@@ -27,6 +28,8 @@ export interface RaftNodeHandlers {
   onReadStates(states: ReadState[]): void;
   /** A snapshot from the leader was persisted: restore the backend from it before anything is applied. */
   onSnapshot(snap: Snapshot): void;
+  /** The log failed (e.g. a disk error): the member must stop. */
+  onFatal?(err: Error): void;
 }
 
 export interface RaftNodeOptions {
@@ -52,6 +55,8 @@ export class RaftNode {
   private ticker: NodeJS.Timeout | undefined;
   private scheduled = false;
   private stopped = false;
+  /** a Ready's fdatasync is in flight: the next Ready waits for it */
+  private syncing = false;
   private hardState: HardState;
   /** proposals of this event-loop turn: proposed together as one MsgProp (one append, one MsgApp) */
   private proposals: Buffer[] = [];
@@ -145,9 +150,15 @@ export class RaftNode {
     });
   }
 
+  /**
+   * One Ready at a time. Its entries are written at once; the fdatasync runs on the thread pool so
+   * the event loop keeps taking requests meanwhile (they form the next batch). As etcd does, a leader
+   * sends its messages before its own sync (followers persist before they acknowledge, and nothing is
+   * applied or answered here until this member's sync is done); a follower sends only after it.
+   */
   private process(): void {
     const h = this.handlers;
-    if (h === undefined || this.stopped) return;
+    if (h === undefined || this.stopped || this.syncing) return;
     this.flushProposals();
     while (this.node.hasReady()) {
       const rd = this.node.ready();
@@ -159,17 +170,42 @@ export class RaftNode {
         this.storage.applySnapshot(rd.snapshot);
         h.onSnapshot(rd.snapshot);
       }
+      const leader = this.isLeader();
+      if (leader && rd.messages.length > 0) h.send(rd.messages);
       if (rd.hardState !== undefined) this.hardState = rd.hardState;
+      let mustSync = false;
       if (rd.hardState !== undefined || rd.entries.length > 0) {
-        this.wal.save(this.hardState, rd.entries);
+        mustSync = this.wal.saveNoSync(this.hardState, rd.entries);
       }
       if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) this.storage.append(rd.entries);
-      if (rd.messages.length > 0) h.send(rd.messages);
-      if (rd.committedEntries.length > 0) h.apply(rd.committedEntries);
-      if (rd.readStates.length > 0) h.onReadStates(rd.readStates);
-      this.node.advance(rd);
+      if (mustSync) {
+        this.syncing = true;
+        this.wal.syncAsync((err) => {
+          this.syncing = false;
+          if (this.stopped) return;
+          if (err) {
+            // the log can no longer be trusted to be durable: stop rather than acknowledge anything
+            this.opts.logger.fatal({ error: err.message }, 'failed to sync the WAL; stopping');
+            this.stop();
+            h.onFatal?.(err);
+            return;
+          }
+          this.finish(rd, leader);
+          this.process();
+        });
+        return;
+      }
+      this.finish(rd, leader);
     }
+  }
+
+  private finish(rd: Ready, sentAlready: boolean): void {
+    const h = this.handlers!;
+    if (!sentAlready && rd.messages.length > 0) h.send(rd.messages);
+    if (rd.committedEntries.length > 0) h.apply(rd.committedEntries);
+    if (rd.readStates.length > 0) h.onReadStates(rd.readStates);
+    this.node.advance(rd);
   }
 
   /** Writes a raft snapshot at `index` and compacts the in-memory log, keeping a tail for slow followers. */

@@ -379,6 +379,7 @@ export class EtcdServer {
       onSoftState: (ss) => this.onSoftState(ss),
       onReadStates: (rs) => this.onReadStates(rs),
       onSnapshot: (snap) => this.onSnapshot(snap),
+      onFatal: () => this.close(),
     });
     if (this.clusterVersion !== undefined) {
       this.log.info({ 'cluster-version': CAPABILITY_VERSION }, 'enabled capabilities for version');

@@ -311,9 +311,17 @@ export class Wal {
    * Cuts a new segment when the tail has reached the segment size.
    */
   save(hardState: HardState, entries: readonly Entry[]): void {
+    if (this.saveNoSync(hardState, entries)) this.sync();
+  }
+
+  /**
+   * Like save(), but leaves the fdatasync to the caller: returns whether one is owed, to be done with
+   * syncAsync() before the batch counts as durable. Lets the server keep serving while the disk syncs.
+   */
+  saveNoSync(hardState: HardState, entries: readonly Entry[]): boolean {
     this.checkWritable();
     const emptyState = isEmptyHardState(hardState);
-    if (emptyState && entries.length === 0) return;
+    if (emptyState && entries.length === 0) return false;
     const mustSync =
       entries.length > 0 ||
       BigInt(hardState.vote) !== BigInt(this.state.vote) ||
@@ -324,11 +332,28 @@ export class Wal {
     this.append(recs);
     if (entries.length > 0) this.enti = entries[entries.length - 1]!.index;
     if (!emptyState) this.state = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
-    if (this.tailOffset < this.segmentSize) {
-      if (mustSync) this.sync();
+    if (this.tailOffset < this.segmentSize) return mustSync;
+    this.cut(); // syncs the finished segment and the new one
+    return false;
+  }
+
+  /** fdatasync of the tail segment on the thread pool; `done` runs when the data is durable. */
+  syncAsync(done: (err: Error | null) => void): void {
+    if (this.noSync || this.tailFd < 0) {
+      setImmediate(() => done(null));
       return;
     }
-    this.cut();
+    const t0 = performance.now();
+    fs.fdatasync(this.tailFd, (err) => {
+      if (err) {
+        this.failed = err;
+        done(err);
+        return;
+      }
+      this.stats.fsyncs++;
+      this.stats.fsyncMs += performance.now() - t0;
+      done(null);
+    });
   }
 
   /** Records a snapshot marker and syncs. */

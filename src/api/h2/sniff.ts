@@ -39,6 +39,11 @@ export class H2Sniffer {
   /** Where the client's ACK of our SETTINGS sits in buf. */
   private ack: { start: number; end: number } | null = null;
   private decided = false;
+  /**
+   * The first request was fine but the client has not yet acknowledged our SETTINGS: keep reading
+   * (the ACK is on its way) from this offset, so the connection can still take the fast path.
+   */
+  private awaitAckFrom = -1;
 
   /** Feeds bytes read from the socket (the first call's start with the preface). */
   push(chunk: Buffer): SniffDecision {
@@ -59,6 +64,7 @@ export class H2Sniffer {
   }
 
   private scan(): SniffDecision {
+    if (this.awaitAckFrom >= 0) return this.scanForAck();
     while (this.buf.length - this.pos >= FRAME_HEADER_LENGTH) {
       if (this.buf.length > MAX_SNIFF_BYTES)
         return this.decide(false, 'too many bytes before the first request');
@@ -122,7 +128,30 @@ export class H2Sniffer {
     } catch {
       return this.decide(false, 'undecodable header block');
     }
+    if (!repair && this.settingsSent && !this.ack) {
+      this.awaitAckFrom = off + FRAME_HEADER_LENGTH + readFrameHeader(this.buf, off).length;
+      return this.scanForAck();
+    }
     return this.decide(repair, repair ? 'authority' : 'first request');
+  }
+
+  /** After a good first request: find the client's SETTINGS ACK among the frames that follow it. */
+  private scanForAck(): SniffDecision {
+    let off = this.awaitAckFrom;
+    while (this.buf.length - off >= FRAME_HEADER_LENGTH) {
+      if (this.buf.length > MAX_SNIFF_BYTES) break;
+      const h = readFrameHeader(this.buf, off);
+      const end = off + FRAME_HEADER_LENGTH + h.length;
+      if (end > this.buf.length) break;
+      if (h.type === FrameType.SETTINGS && h.flags & Flag.ACK) {
+        this.ack = { start: off, end };
+        return this.decide(false, 'first request');
+      }
+      off = end;
+    }
+    this.awaitAckFrom = off;
+    if (this.buf.length > MAX_SNIFF_BYTES) return this.decide(false, 'settings ack not seen');
+    return { kind: 'more', sendSettings: false };
   }
 
   private decide(repair: boolean, reason: string): SniffDecision {
