@@ -178,3 +178,57 @@ test('a real etcd member restarted after log compaction catches up from an etcd-
     await c.close();
   }
 });
+
+test('an etcd-ts member restarted after log compaction catches up from a real etcd leader', {
+  skip: noCtl || (hasRealEtcd() ? false : 'etcd not installed'),
+  timeout: 240_000,
+}, async () => {
+  const c = await Cluster.create(
+    { names: ['ts0', 'ts1', 'real'], snapshotCount: SNAPSHOT_COUNT, heartbeatMs: 50, electionMs: 500 },
+    false,
+  );
+  const opts = c.opts as { bin: string };
+  const startReal = async () => {
+    opts.bin = REAL_ETCD;
+    try {
+      return await c.start('real');
+    } finally {
+      opts.bin = ETCD_TS_BIN;
+    }
+  };
+  try {
+    await Promise.all([c.start('ts0'), c.start('ts1'), startReal()]);
+    let leader = await c.waitForLeader(20_000);
+    if (leader !== 'real') {
+      const ids = await c.memberIds();
+      const target = [...ids].find(([, n]) => n === 'real')![0];
+      const r = await etcdctl(c.member(leader).clientUrl, ['move-leader', BigInt(target).toString(16)]);
+      assert.equal(r.code, 0, r.stderr);
+      leader = await c.waitForLeader(20_000);
+    }
+    assert.equal(leader, 'real');
+    await putMany(c, ['real', 'ts0'], 'before/', 20);
+    await c.waitHashKVAgree(15_000);
+
+    await c.kill('ts1');
+    // etcd 3.4 keeps 5000 entries after each snapshot: write past that
+    await putMany(c, ['real', 'ts0'], 'during/', 5200);
+
+    await c.start('ts1');
+    const m = c.member('ts1');
+    await c.waitForOutput(m, /applied snapshot/, 60_000);
+    await c.waitHashKVAgree(60_000);
+    assert.equal(await localCount(c, 'ts1', 'during/'), 5200);
+    const list = await etcdctl(m.clientUrl, ['member', 'list']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal(list.stdout.trim().split('\n').length, 3, list.stdout);
+    await putMany(c, ['ts1'], 'after/', 40);
+    await c.waitHashKVAgree(30_000);
+    for (const x of c.members) assert.equal(await localCount(c, x.name, 'after/'), 40);
+  } catch (err) {
+    console.error(c.logs(80));
+    throw err;
+  } finally {
+    await c.close();
+  }
+});

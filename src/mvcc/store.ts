@@ -79,6 +79,8 @@ export interface RestoreInfo {
   consistentIndex: number;
   revision: number;
   compactRevision: number;
+  /** the store's revision before the restore (what its watchers have seen) */
+  previousRevision: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -554,6 +556,7 @@ export class MvccStore {
     if (this.batch) throw new Error('mvcc: restoreFromBbolt inside applyBatch');
     const reader = BboltReader.open(path, { trailer: 'verify' });
     const buckets: Record<string, number> = {};
+    const previousRevision = this.curRev;
     try {
       this.epoch++; // background compaction of the old data stops at its next step
       this.backend.write(() => {
@@ -584,6 +587,7 @@ export class MvccStore {
       consistentIndex: this.ci,
       revision: this.curRev,
       compactRevision: this.compactRev,
+      previousRevision,
     };
     for (const l of this.restoreListeners) {
       try {

@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import { CompactedError } from './errors.js';
 import { writeStoreSnapshot } from './snapshot.js';
 import { MvccStore, type RestoreInfo } from './store.js';
+import { WatchableStore, type WatchDelivery } from './watchable_store.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -146,5 +147,78 @@ describe('MvccStore.restoreFromBbolt', () => {
     assert.deepEqual(keys(s), ['a=1']);
     assert.equal(s.consistentIndex, 1);
     await s.close();
+  });
+});
+
+describe('watchers across an in-place restore', () => {
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+  async function settle(w: WatchableStore): Promise<void> {
+    for (let i = 0; i < 1000; i++) {
+      await turn();
+      if (w.stats().unsynced === 0) return;
+    }
+    throw new Error(`watchers did not sync: ${JSON.stringify(w.stats())}`);
+  }
+  function collect(w: WatchableStore) {
+    const got: WatchDelivery[] = [];
+    const ws = w.newStream({
+      send: (d) => {
+        got.push(d);
+        return true;
+      },
+    });
+    const summary = () =>
+      got.map((d) =>
+        d.compactRevision > 0
+          ? `compacted@${d.compactRevision}`
+          : `${d.revision}:${d.events.map((e) => `${e.kv!.key}=${e.kv!.value}@${e.kv!.modRevision}`).join(',')}`,
+      );
+    return { ws, summary };
+  }
+
+  test('a watcher catches up with what the restored backend holds beyond what it saw, then goes on live', async () => {
+    // the leader: revisions 2..6 (k1 at 2 and 5); the follower saw up to revision 2 before it lagged
+    const leader = MvccStore.open({ dir: tmp() });
+    put(leader, 1, 'k1', 'a'); // 2
+    put(leader, 2, 'k2', 'b'); // 3
+    put(leader, 3, 'zz', 'c'); // 4
+    put(leader, 4, 'k1', 'd'); // 5
+    del(leader, 5, 'k2'); // 6
+    const path = join(tmp(), 'snap.db');
+    await writeStoreSnapshot(leader, path);
+
+    const s = MvccStore.open({ dir: tmp() });
+    const w = new WatchableStore(s);
+    put(s, 1, 'k1', 'a'); // 2, as on the leader
+    const { ws, summary } = collect(w);
+    ws.watch({ key: B('k'), end: B('l') });
+    s.restoreFromBbolt(path);
+    await settle(w);
+    put(s, 6, 'k1', 'e'); // 7
+    assert.deepEqual(summary(), ['6:k2=b@3,k1=d@5,k2=@6', '7:k1=e@7']);
+    w.close();
+    await s.close();
+    await leader.close();
+  });
+
+  test('a watcher behind the restored compaction point is canceled with the compact revision', async () => {
+    const leader = MvccStore.open({ dir: tmp() });
+    for (let i = 1; i <= 10; i++) put(leader, i, 'k', `v${i}`); // 2..11
+    await leader.compact(8).done;
+    const path = join(tmp(), 'snap.db');
+    await writeStoreSnapshot(leader, path);
+
+    const s = MvccStore.open({ dir: tmp() });
+    const w = new WatchableStore(s);
+    put(s, 1, 'k', 'v1'); // 2
+    const { ws, summary } = collect(w);
+    ws.watch({ key: B('k') });
+    s.restoreFromBbolt(path);
+    await settle(w);
+    assert.deepEqual(summary(), ['compacted@8']);
+    assert.deepEqual(ws.ids(), []);
+    w.close();
+    await s.close();
+    await leader.close();
   });
 });

@@ -148,6 +148,8 @@ export class WatchableStore {
   private blockBytes = 0;
   private revsPerRead: number;
   private unsubscribe: () => void;
+  /** the store's in-place restores (restoreFromBbolt) resync every watcher, as restore() does */
+  private unsubscribeRestore: () => void;
   private storeRef: MvccStore;
   private closed = false;
   readonly progressIntervalMs: number;
@@ -166,6 +168,11 @@ export class WatchableStore {
     this.stepsPerTurn = opts.stepsPerTurn ?? 8;
     this.storeRef = store;
     this.unsubscribe = store.onChanges((rev, events) => this.notify(rev, events));
+    this.unsubscribeRestore = this.onRestoreOf(store);
+  }
+
+  private onRestoreOf(store: MvccStore): () => void {
+    return store.onRestore((info) => this.restore(store, info.previousRevision));
   }
 
   get store(): MvccStore {
@@ -176,8 +183,11 @@ export class WatchableStore {
    * The server replaced its store (a snapshot from the leader): every watcher has seen what the old
    * store had and now catches up from the new one (or is canceled if that one compacted past it).
    */
-  restore(store: MvccStore): void {
-    const oldRev = this.storeRef.currentRevision;
+  restore(store: MvccStore, oldRev = this.storeRef.currentRevision): void {
+    if (store !== this.storeRef) {
+      this.unsubscribeRestore();
+      this.unsubscribeRestore = this.onRestoreOf(store);
+    }
     this.unsubscribe();
     this.storeRef = store;
     this.unsubscribe = store.onChanges((rev, events) => this.notify(rev, events));
@@ -207,6 +217,7 @@ export class WatchableStore {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    this.unsubscribeRestore();
     for (const s of [...this.streams]) s.close();
     this.blocks.clear();
     this.blockBytes = 0;
