@@ -2,8 +2,7 @@
 // (infra0/infra1/infra2, token etcd-cluster-1), with a peer proxy on every link.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Etcd3 } from 'etcd3';
-import { Cluster, sleep } from './helpers/cluster.js';
+import { assertAllAcked, Cluster, sleep, WriteLoad } from './helpers/cluster.js';
 import { etcdctl, hasEtcdctl } from './helpers/process.js';
 
 const noCtl = hasEtcdctl() ? false : 'etcdctl not installed';
@@ -97,74 +96,6 @@ test('the seed static three-member example: member list and one leader', {
     await c.close();
   }
 });
-
-/** Writers that put unique keys through whichever members are running; records what was acknowledged. */
-class WriteLoad {
-  readonly acked = new Map<string, string>();
-  readonly errors: string[] = [];
-  private stopped = false;
-  private readonly loops: Promise<void>[] = [];
-  private seq = 0;
-  lastAck = 0;
-
-  constructor(
-    private readonly c: Cluster,
-    writers: number,
-    private readonly prefix: string,
-  ) {
-    for (let i = 0; i < writers; i++) this.loops.push(this.loop(i));
-  }
-
-  private async loop(w: number): Promise<void> {
-    const clients = new Map<string, Etcd3>();
-    let turn = w;
-    while (!this.stopped) {
-      const up = this.c.running();
-      if (up.length === 0) {
-        await sleep(50);
-        continue;
-      }
-      const m = up[turn++ % up.length]!;
-      let client = clients.get(m.name);
-      if (!client) clients.set(m.name, (client = this.c.noRetryClient(m.name)));
-      const key = `${this.prefix}${w}/${this.seq++}`;
-      try {
-        await client
-          .put(key)
-          .value(key)
-          .options({ deadline: new Date(Date.now() + 3000) })
-          .exec();
-        this.acked.set(key, key);
-        this.lastAck = Date.now();
-      } catch (err) {
-        this.errors.push(`${m.name}: ${(err as Error).message}`);
-        await sleep(20);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.loops);
-  }
-}
-
-/** Asserts that every acknowledged key reads back with its value through `name` (a linearizable read). */
-async function assertAllAcked(
-  c: Cluster,
-  name: string,
-  prefix: string,
-  acked: Map<string, string>,
-): Promise<void> {
-  const client = c.noRetryClient(name);
-  const all = await client.getAll().prefix(prefix).strings();
-  const missing = [...acked].filter(([k, v]) => all[k] !== v).map(([k]) => k);
-  assert.deepEqual(
-    missing.slice(0, 20),
-    [],
-    `${missing.length} of ${acked.size} acknowledged writes missing through ${name}`,
-  );
-}
 
 test('kill -9 of the leader under write load: new leader, writes continue, the old leader catches up', {
   timeout: 90_000,

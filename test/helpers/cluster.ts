@@ -1,6 +1,8 @@
 // Multi-member clusters of bin/etcd processes on loopback for integration tests. Every member
 // listens for peers on its own port and advertises a port of a PeerProxy (peer_proxy.ts), so a test
 // can cut links; --initial-cluster lists the advertised URLs, so every member dials through the proxy.
+
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { noop } from 'cockatiel';
@@ -370,4 +372,72 @@ export class Cluster {
 
 export function tail(s: string, lines = 40): string {
   return s.split('\n').slice(-lines).join('\n');
+}
+
+/** Writers that put unique keys through whichever members are running; records what was acknowledged. */
+export class WriteLoad {
+  readonly acked = new Map<string, string>();
+  readonly errors: string[] = [];
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private seq = 0;
+  lastAck = 0;
+
+  constructor(
+    private readonly c: Cluster,
+    writers: number,
+    private readonly prefix: string,
+  ) {
+    for (let i = 0; i < writers; i++) this.loops.push(this.loop(i));
+  }
+
+  private async loop(w: number): Promise<void> {
+    const clients = new Map<string, Etcd3>();
+    let turn = w;
+    while (!this.stopped) {
+      const up = this.c.running();
+      if (up.length === 0) {
+        await sleep(50);
+        continue;
+      }
+      const m = up[turn++ % up.length]!;
+      let client = clients.get(m.name);
+      if (!client) clients.set(m.name, (client = this.c.noRetryClient(m.name)));
+      const key = `${this.prefix}${w}/${this.seq++}`;
+      try {
+        await client
+          .put(key)
+          .value(key)
+          .options({ deadline: new Date(Date.now() + 3000) })
+          .exec();
+        this.acked.set(key, key);
+        this.lastAck = Date.now();
+      } catch (err) {
+        this.errors.push(`${m.name}: ${(err as Error).message}`);
+        await sleep(20);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+}
+
+/** Asserts that every acknowledged key reads back with its value through `name` (a linearizable read). */
+export async function assertAllAcked(
+  c: Cluster,
+  name: string,
+  prefix: string,
+  acked: Map<string, string>,
+): Promise<void> {
+  const client = c.noRetryClient(name);
+  const all = await client.getAll().prefix(prefix).strings();
+  const missing = [...acked].filter(([k, v]) => all[k] !== v).map(([k]) => k);
+  assert.deepEqual(
+    missing.slice(0, 20),
+    [],
+    `${missing.length} of ${acked.size} acknowledged writes missing through ${name}`,
+  );
 }
