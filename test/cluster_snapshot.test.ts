@@ -117,6 +117,60 @@ test('a member restarted after log compaction catches up by snapshot (etcd-ts)',
   }
 });
 
+test('a learner added after the last stored snapshot catches up by a merged snapshot', {
+  skip: noCtl,
+  timeout: 120_000,
+}, async () => {
+  const c = await Cluster.create({
+    snapshotCount: SNAPSHOT_COUNT,
+    heartbeatMs: 50,
+    electionMs: 500,
+    extraArgs: CATCHUP,
+  });
+  try {
+    await c.waitForLeader();
+    const names = c.members.map((m) => m.name);
+    // enough writes that the log no longer starts at 1, and the last stored snapshot is recent
+    await putMany(c, names, 'k/', 120);
+    const m = await c.addMember('infra3');
+    const add = await etcdctl(c.endpoints(names), [
+      'member',
+      'add',
+      'infra3',
+      `--peer-urls=${m.peerUrl}`,
+      '--learner',
+    ]);
+    assert.equal(add.code, 0, add.stderr);
+    await c.start('infra3', { state: 'existing', initialCluster: c.initialCluster() });
+    await c.waitForOutput(m, /applied snapshot/, 30_000);
+    await waitFor(
+      'the learner to hold every key',
+      30_000,
+      async () => (await localCount(c, 'infra3', 'k/')) === 120,
+    );
+    // the learner is in the ConfState it received: it keeps replicating and can be promoted
+    await putMany(c, names, 'more/', 30);
+    await waitFor(
+      'the learner to replicate',
+      30_000,
+      async () => (await localCount(c, 'infra3', 'more/')) === 30,
+    );
+    const ids = await c.memberIds(names[0]);
+    const id = [...ids].find(([, n]) => n === 'infra3')?.[0];
+    assert.ok(id, `infra3 in ${JSON.stringify([...ids])}`);
+    await waitFor('the learner promotion', 30_000, async () => {
+      const r = await etcdctl(c.endpoints(names), ['member', 'promote', BigInt(id).toString(16)]);
+      return r.code === 0;
+    });
+    await c.waitHashKVAgree(30_000);
+  } catch (err) {
+    console.error(c.logs(60));
+    throw err;
+  } finally {
+    await c.close();
+  }
+});
+
 test('a real etcd member restarted after log compaction catches up from an etcd-ts leader', {
   skip: noCtl || (hasRealEtcd() ? false : 'etcd not installed'),
   timeout: 180_000,
