@@ -3,7 +3,7 @@
 // several members side by side and stop each cleanly.
 import { accessSync, constants as fsc, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Request as V2Request } from '../gen/etcdserverpb/etcdserver.js';
+import { type Request as V2Request, Request as V2RequestCodec } from '../gen/etcdserverpb/etcdserver.js';
 import { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
 import type {
   CompactionRequest,
@@ -530,8 +530,17 @@ export class EtcdServer {
     let req: InternalRaftRequest;
     try {
       req = InternalRaftRequest.decode(e.data);
-    } catch (err) {
-      this.log.error({ index: e.index, error: String(err) }, 'skipping an undecodable raft entry');
+    } catch {
+      // etcd 3.4 members propose some v2 requests (member attributes) as a bare etcdserverpb.Request
+      let v2: V2Request;
+      try {
+        v2 = V2RequestCodec.decode(e.data);
+      } catch (err) {
+        this.log.error({ index: e.index, error: String(err) }, 'skipping an undecodable raft entry');
+        return;
+      }
+      this.applyV2(v2);
+      results.push([v2.ID, undefined]);
       return;
     }
     if (req.v2 !== undefined) {
