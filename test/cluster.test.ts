@@ -239,3 +239,62 @@ test('a minority partition serves no linearizable reads or writes; the majority 
     await c.close();
   }
 });
+
+test('a member restarted after the others compacted their logs catches up by snapshot', {
+  timeout: 90_000,
+}, async () => {
+  const c = await Cluster.create({
+    snapshotCount: 50,
+    extraArgs: ['--experimental-snapshot-catchup-entries', '10'],
+  });
+  try {
+    const leader = await c.waitForLeader();
+    const lagger = c.members.find((m) => m.name !== leader)!.name;
+    const up = c.members.filter((m) => m.name !== lagger).map((m) => m.name);
+    const client = c.client(up);
+    for (let i = 0; i < 20; i++) await client.put(`snap/early/${i}`).value(`${i}`).exec();
+    await c.kill(lagger);
+
+    // a few hundred writes while it is down: the others snapshot every 50 entries and keep only 10
+    const acked = new Map<string, string>();
+    for (let i = 0; i < 300; i += 20) {
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, j) => {
+          const key = `snap/late/${i + j}`;
+          await client.put(key).value(key).exec();
+          acked.set(key, key);
+        }),
+      );
+    }
+    const snaps = (await import('node:fs')).readdirSync(`${c.member(leader).dataDir}/member/snap`);
+    assert.ok(
+      snaps.some((f) => f.endsWith('.snap')),
+      `no raft snapshot on ${leader}: ${snaps.join(', ')}`,
+    );
+
+    const mark = c.member(leader).output().length;
+    await c.start(lagger, { timeoutMs: 20_000 });
+    await c.waitForLeader(10_000);
+    await c.waitHashKVAgree(30_000);
+    await assertAllAcked(c, lagger, 'snap/late/', acked);
+    const early = await c.noRetryClient(lagger).getAll().prefix('snap/early/').serializable(true).count();
+    assert.equal(early, 20);
+    // it was a snapshot, not the log, that brought it up to date
+    const leaderLog = c.member(leader).output().slice(mark);
+    const laggerLog = c.member(lagger).proc!.output();
+    assert.match(leaderLog, /"msg":"sent database snapshot"/, `${leader} sent no database snapshot`);
+    assert.match(
+      laggerLog,
+      /"msg":"received and saved database snapshot"/,
+      `${lagger} received no database snapshot`,
+    );
+    assert.match(laggerLog, /"msg":"applied snapshot"/, `${lagger} applied no snapshot`);
+    // and it keeps up afterwards
+    await c.noRetryClient(lagger).put('snap/after').value('x').exec();
+    await c.waitHashKVAgree(10_000);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${c.logs()}`);
+  } finally {
+    await c.close();
+  }
+});
