@@ -211,3 +211,53 @@ describe('mixed cluster: etcd-ts with real etcd 3.4.23', { skip, timeout: 180_00
     });
   });
 });
+
+describe('a real etcd 3.4.23 joins an etcd-ts cluster', { skip, timeout: 120_000 }, () => {
+  const dir = tempDir('etcd-ts-join-');
+  const members: Member[] = [];
+  after(async () => {
+    for (const m of members) await kill(m);
+    removeDir(dir);
+  });
+
+  it('member add, then the real etcd starts with --initial-cluster-state existing and catches up', async () => {
+    const mk = async (name: string, bin: string): Promise<Member> => ({
+      name,
+      bin,
+      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      dataDir: `${dir}/${name}.etcd`,
+      out: '',
+    });
+    const ts = await mk('ts0', ETCD_TS_BIN);
+    members.push(ts);
+    await start(ts, `ts0=${ts.peerUrl}`);
+    for (let i = 0; i < 20; i++) await ctlOk(ts.clientUrl, 'put', `k${i}`, `v${i}`);
+    const real = await mk('real1', REAL_ETCD);
+    members.push(real);
+    const added = await ctlOk(ts.clientUrl, 'member', 'add', 'real1', `--peer-urls=${real.peerUrl}`);
+    assert.match(added, /Member [0-9a-f]+ added to cluster/);
+    await start(real, `ts0=${ts.peerUrl},real1=${real.peerUrl}`, 'existing');
+    await eventually(async () => {
+      const out = await ctlOk(real.clientUrl, 'get', 'k19', '--print-value-only');
+      assert.equal(out, 'v19\n');
+    });
+    await ctlOk(real.clientUrl, 'put', 'from-real', 'yes');
+    assert.equal(await ctlOk(ts.clientUrl, 'get', 'from-real', '--print-value-only'), 'yes\n');
+    const list = await ctlOk(ts.clientUrl, 'member', 'list');
+    assert.equal((list.match(/, started, /g) ?? []).length, 2, list);
+    await eventually(async () => {
+      const out = await ctlOk(`${ts.clientUrl},${real.clientUrl}`, 'endpoint', 'hashkv');
+      assert.equal(
+        new Set(
+          out
+            .trim()
+            .split('\n')
+            .map((l) => l.split(', ')[1]),
+        ).size,
+        1,
+        out,
+      );
+    });
+  });
+});

@@ -929,9 +929,13 @@ export class EtcdServer {
       throw Errors.tooManyLearners;
     }
     if (!isLearner && this.config.strictReconfigCheck) {
-      // after the add, the members that are up must still form a quorum of the larger cluster
+      // after the add, the started members must still form a quorum of the larger cluster; growing
+      // a lone member to two is allowed (that is how a cluster is restored from one member)
       const voters = this.membership.voters().length + 1;
-      if (this.startedVoters() < Math.floor(voters / 2) + 1) throw Errors.memberNotEnoughStarted;
+      const started = this.startedVoters();
+      if (!(started === 1 && voters === 2) && started < Math.floor(voters / 2) + 1) {
+        throw Errors.memberNotEnoughStarted;
+      }
     }
     const m: ClusterMember = {
       id: memberIdForAdd(urls),
@@ -955,6 +959,14 @@ export class EtcdServer {
       const voters = this.membership.voters().length - 1;
       const up = this.startedVoters() - (this.isStarted(id) ? 1 : 0);
       if (up < Math.floor(voters / 2) + 1) throw Errors.memberNotEnoughStarted;
+      // a member that is down is safe to remove; otherwise the reachable members must keep a quorum
+      if (id !== this.memberId && this.transport.activeSince(id) !== undefined) {
+        const all = this.membership.voters();
+        const active = all.filter(
+          (v) => v.id === this.memberId || this.transport.activeSince(v.id) !== undefined,
+        ).length;
+        if (active - 1 < 1 + Math.floor((all.length - 1) / 2)) throw Errors.unhealthy;
+      }
     }
     await this.proposeConfChange(ConfChangeType.ConfChangeRemoveNode, id, '');
     return this.members();
@@ -1010,8 +1022,9 @@ export class EtcdServer {
     throw new EtcdError(Code.UNAVAILABLE, 'etcdserver: request timed out, leader transfer took too long');
   }
 
+  /** etcd's "started": the member has published its attributes (it has a name). */
   private isStarted(id: bigint): boolean {
-    return id === this.memberId || this.transport.activeSince(id) !== undefined;
+    return (this.membership.get(id)?.name ?? '') !== '';
   }
 
   private startedVoters(): number {
