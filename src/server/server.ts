@@ -144,6 +144,8 @@ export class EtcdServer {
   private leaderWaiters: Array<() => void> = [];
   /** a lone voter campaigns as soon as its bootstrap entries are applied */
   private campaignAfterApply = false;
+  /** a snapshot is waiting for the backend sync */
+  private snapshotting = false;
   private readonly timers: NodeJS.Timeout[] = [];
   /** leases whose expiry revoke is in flight, so the expiry loop proposes each once */
   private readonly revoking = new Set<bigint>();
@@ -644,14 +646,31 @@ export class EtcdServer {
     return v2StoreSnapshot(this.membership.all(), this.membership.removedIds(), this.clusterVersion);
   }
 
+  /**
+   * Saves a raft snapshot at the applied index and compacts the raft log. The backend runs without
+   * fsync (the WAL is the durable record), so it is synced first: once the snapshot lets old WAL
+   * segments go, the backend must hold everything up to the snapshot index even after a power loss.
+   */
   private takeSnapshot(): void {
-    try {
-      this.raft.snapshot(this.applied, this.v2Data(), this.config.snapshotCatchUpEntries);
-      this.snapshotIndex = this.applied;
-      this.log.info({ index: this.applied }, 'saved raft snapshot and compacted the raft log');
-    } catch (err) {
-      this.log.warn({ error: String(err) }, 'failed to save a raft snapshot');
-    }
+    if (this.snapshotting) return;
+    this.snapshotting = true;
+    const index = this.applied;
+    // lmdb-js has env.sync (mdb_env_sync off the event loop) without a type declaration
+    (this.store.env as unknown as { sync(cb: (err?: Error) => void): void }).sync((err?: Error) => {
+      this.snapshotting = false;
+      if (this.closed) return;
+      if (err) {
+        this.log.warn({ error: String(err) }, 'failed to sync the backend; snapshot postponed');
+        return;
+      }
+      try {
+        this.raft.snapshot(index, this.v2Data(), this.config.snapshotCatchUpEntries);
+        this.snapshotIndex = index;
+        this.log.info({ index }, 'saved raft snapshot and compacted the raft log');
+      } catch (e) {
+        this.log.warn({ error: String(e) }, 'failed to save a raft snapshot');
+      }
+    });
   }
 
   // ---- linearizable reads: ReadIndex rounds shared by every read that arrives meanwhile ----
