@@ -18,6 +18,8 @@ export interface Etcd {
   readonly clientUrls: string[];
   /** Resolves once the member has joined its cluster's raft log and published itself (etcd's ReadyNotify). */
   readonly ready: Promise<void>;
+  /** Resolves when the member stops: close(), removal from the cluster, or a fatal error. */
+  readonly stopped: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -66,17 +68,22 @@ export async function startEtcd(config: ServerConfig, logger?: Logger): Promise<
     for (const u of clientUrls) log.info({ address: u }, 'ready to serve client requests');
   });
 
+  const stopped = new Promise<void>((resolve) => server.onClose(resolve));
   let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      server.close();
+      await Promise.all(listeners.map((l) => l.close()));
+    })();
+    return closing;
+  };
+  // a server that stops on its own (removed from the cluster, disk failure) releases its ports too
+  void stopped.then(() => close());
   return {
     server,
     clientUrls,
     ready,
-    close() {
-      closing ??= (async () => {
-        await Promise.all(listeners.map((l) => l.close()));
-        server.close();
-      })();
-      return closing;
-    },
+    stopped,
+    close,
   };
 }

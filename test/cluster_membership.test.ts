@@ -178,7 +178,6 @@ test('etcdctl move-leader hands leadership to the named member', {
 test('a removed member stops serving and its process exits, as etcd does', {
   skip: noCtl,
   timeout: 60_000,
-  todo: 'server bug: after "the cluster removed this member; stopping" the process keeps running (src/cli/etcd.ts only exits on SIGINT/SIGTERM)',
 }, async () => {
   const c = await Cluster.create();
   try {
@@ -197,7 +196,6 @@ test('a removed member stops serving and its process exits, as etcd does', {
 test('member remove sent to the member being removed is acknowledged', {
   skip: noCtl,
   timeout: 60_000,
-  todo: 'server bug: the removal is applied, but the waiting MemberRemove call gets "etcdserver: server stopped" (etcd answers before it stops)',
 }, async () => {
   const c = await Cluster.create();
   try {

@@ -85,5 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // the member stopped by itself (removed from the cluster, a fatal disk error): exit
+    etcd.stopped.then(() => etcd.close().then(() => resolve(0)));
   });
 }

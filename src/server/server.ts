@@ -146,6 +146,11 @@ export class EtcdServer {
   private campaignAfterApply = false;
   /** a snapshot is waiting for the backend sync */
   private snapshotting = false;
+  /** our own removal was applied: stop once this batch's callers have their answers */
+  private removedSelf = false;
+  private readonly closeListeners: Array<() => void> = [];
+  /** wait IDs of MemberRemove calls removing this very member */
+  private readonly selfRemovalWaits = new Set<bigint>();
   private readonly timers: NodeJS.Timeout[] = [];
   /** leases whose expiry revoke is in flight, so the expiry loop proposes each once */
   private readonly revoking = new Set<bigint>();
@@ -228,7 +233,10 @@ export class EtcdServer {
         receiveSnapshot: (msg, db) => this.snapTransfer.receive(msg, db),
         reportCriticalError: (err) => {
           log.error({ error: err.message }, 'the cluster removed this member; stopping');
-          this.close();
+          // our removal committed (that is what the peer says): a caller waiting for it has its answer
+          for (const id of this.selfRemovalWaits) this.wait.trigger(id, undefined);
+          // let an in-flight apply of our own removal answer its caller first
+          setTimeout(() => this.close(), 1000).unref();
         },
       },
     });
@@ -514,6 +522,13 @@ export class EtcdServer {
     else apply(); // replaying what the backend already holds: only raft's configuration is rebuilt
     this.applied = Math.max(this.applied, last);
     for (const [id, r] of results) this.wait.trigger(id, r);
+    if (this.removedSelf) {
+      this.log.warn(
+        { 'local-member-id': idToHex(this.memberId) },
+        'the member has been permanently removed from the cluster',
+      );
+      setTimeout(() => this.close(), 100).unref();
+    }
     if (this.appliedWaiters.length > 0) {
       const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
       this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
@@ -606,7 +621,7 @@ export class EtcdServer {
       case ConfChangeType.ConfChangeRemoveNode:
         this.membership.remove(nodeId);
         if (nodeId !== this.memberId) this.transport.removePeer(nodeId);
-        else this.log.warn({}, 'this member was removed from the cluster');
+        else this.removedSelf = true;
         break;
       case ConfChangeType.ConfChangeUpdateNode: {
         try {
@@ -988,7 +1003,7 @@ export class EtcdServer {
       }
     }
     await this.proposeConfChange(ConfChangeType.ConfChangeRemoveNode, id, '');
-    return this.members();
+    return this.members().filter((x) => x.ID !== id);
   }
 
   async memberUpdate(id: bigint, peerURLs: string[]): Promise<Member[]> {
@@ -1056,6 +1071,8 @@ export class EtcdServer {
     const result = this.wait.register(id);
     const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
     timer.unref();
+    if (type === ConfChangeType.ConfChangeRemoveNode && nodeId === this.memberId)
+      this.selfRemovalWaits.add(id);
     try {
       this.raft.node.proposeConfChange(
         ConfChange.fromPartial({ id, type, nodeId, context: Buffer.from(context) }),
@@ -1068,6 +1085,7 @@ export class EtcdServer {
       await result;
     } finally {
       clearTimeout(timer);
+      this.selfRemovalWaits.delete(id);
     }
   }
 
@@ -1092,9 +1110,16 @@ export class EtcdServer {
     };
   }
 
+  /** Called once the server has stopped, for whatever reason (shutdown, removal, a fatal error). */
+  onClose(cb: () => void): void {
+    if (this.closed) cb();
+    else this.closeListeners.push(cb);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const cb of this.closeListeners.splice(0)) queueMicrotask(cb);
     for (const t of this.timers) clearInterval(t);
     this.maintenance.stop();
     this.raft.stop();
