@@ -82,9 +82,11 @@ describe('leases with etcdctl', { skip, timeout: 60_000 }, () => {
     const m = /remaining\((\d+)s\), attached keys\(\[keep\]\)/.exec(out);
     assert.ok(m, `unexpected timetolive after restart: ${out}`);
     const remaining = Number(m[1]);
+    // about 54 s were left at the last checkpoint; a member that becomes leader grants every lease
+    // one election timeout (1 s) of grace, as etcd does; a fresh 60 s would mean the TTL was reset
     assert.ok(
-      remaining <= 55 && remaining >= 45,
-      `remaining TTL after restart is ${remaining}s, expected about 54s`,
+      remaining <= 57 && remaining >= 45,
+      `remaining TTL after restart is ${remaining}s, expected about 55s`,
     );
     assert.equal((await ctl('get', 'keep', '--print-value-only')).stdout, 'me\n');
   });
