@@ -3,7 +3,7 @@
 // another member is removed; and leadership is handed over with etcdctl move-leader.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assertAllAcked, Cluster, sleep, WriteLoad } from './helpers/cluster.js';
+import { assertAllAcked, Cluster, sleep, WriteLoad, within } from './helpers/cluster.js';
 import { etcdctl, hasEtcdctl } from './helpers/process.js';
 
 const noCtl = hasEtcdctl() ? false : 'etcdctl not installed';
@@ -186,7 +186,7 @@ test('a removed member stops serving and its process exits, as etcd does', {
     const id = (await memberList(c.endpoints())).find((m) => m.name === gone)!.id;
     const rm = await etcdctl(c.endpoints([leader]), ['member', 'remove', id]);
     assert.equal(rm.code, 0, rm.stderr);
-    const code = await Promise.race([c.member(gone).proc!.exited, sleep(5000).then(() => 'running')]);
+    const code = await within(c.member(gone).proc!.exited, 5000, 'running');
     assert.notEqual(code, 'running', `${gone} is still running 5 s after it was removed`);
   } finally {
     await c.close();

@@ -66,6 +66,8 @@ export interface StartMemberOptions {
   /** --initial-cluster; default: all members of this Cluster object. */
   initialCluster?: string;
   extraArgs?: string[];
+  /** --initial-cluster-token; default: the cluster's. */
+  token?: string;
   /** Wait for "ready to serve client requests" (default true). */
   waitReady?: boolean;
   readyText?: RegExp;
@@ -179,7 +181,7 @@ export class Cluster {
       '--initial-cluster',
       so.initialCluster ?? this.initialCluster(),
       '--initial-cluster-token',
-      o.token,
+      so.token ?? o.token,
       '--initial-cluster-state',
       so.state ?? 'new',
       '--heartbeat-interval',
@@ -440,4 +442,14 @@ export async function assertAllAcked(
     [],
     `${missing.length} of ${acked.size} acknowledged writes missing through ${name}`,
   );
+}
+
+/** Resolves to the promise's value, or to `fallback` after `ms` (the timer does not outlive it). */
+export async function within<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<F>((r) => (timer = setTimeout(() => r(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
