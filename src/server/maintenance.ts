@@ -47,6 +47,8 @@ export interface MaintenanceDeps {
   /** compacts through the write path */
   compact(revision: number): Promise<unknown>;
   members(): Member[];
+  /** Whether raft knows a leader (/health is false without one, as in etcd). */
+  hasLeader?: () => boolean;
 }
 
 export interface SnapshotStream {
@@ -95,6 +97,8 @@ export class Maintenance {
         log: (level, msg, fields) => this.d.log[level](fields, msg),
       },
     );
+    // paused until this member is the leader (setLeader)
+    this.compactor?.pause();
     if (this.compactor) {
       this.d.log.info(
         { 'auto-compaction-mode': mode, 'auto-compaction-retention': c.autoCompactionRetention },
@@ -105,6 +109,12 @@ export class Maintenance {
       this.disarmTimer = setInterval(() => void this.maybeAutoDisarm(), AUTO_DISARM_CHECK_MS);
       this.disarmTimer.unref();
     }
+  }
+
+  /** Auto compaction runs on the leader only, as in etcd: followers pause, a new leader resumes. */
+  setLeader(isLeader: boolean): void {
+    if (isLeader) this.compactor?.resume();
+    else this.compactor?.pause();
   }
 
   stop(): void {
@@ -197,6 +207,7 @@ export class Maintenance {
 
   /** etcd's /health verdict: false while an alarm (not excluded) is raised or a read fails. */
   health(exclude: ReadonlySet<string> = new Set()): { health: boolean; reason?: string } {
+    if (this.d.hasLeader && !this.d.hasLeader()) return { health: false, reason: 'RAFT NO LEADER' };
     for (const a of this.alarms.get()) {
       if (!exclude.has(alarmName(a.alarm))) return { health: false, reason: `alarm ${alarmString(a)}` };
     }

@@ -188,6 +188,7 @@ export class EtcdServer {
       proposeNow: (fields) => this.propose(fields, true),
       compact: (revision) => this.compact({ revision, physical: false }),
       members: () => this.members(),
+      hasLeader: () => this.raft?.lead !== undefined && this.raft.lead !== 0n,
     });
     this.kv = new KvApplier(store, header, { leaseExists: (id) => this.lessor.lookup(id) !== undefined });
     this.applier = new Applier(store, this.kv, this.lessor, header, this.maintenance);
@@ -461,6 +462,7 @@ export class EtcdServer {
 
   private onSoftState(ss: SoftState): void {
     const leader = ss.raftState === StateType.Leader;
+    this.maintenance.setLeader(leader);
     if (leader && !this.lessor.isPrimary) {
       // a new leader gives every lease one election timeout of grace, as etcd does
       this.lessor.promote(this.config.electionTimeoutMs);
