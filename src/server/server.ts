@@ -261,7 +261,12 @@ export class EtcdServer {
       reportSnapshot: (id, ok) => this.raft.reportSnapshot(id, ok),
       onRestored: () => {
         const v = store.bucket(CLUSTER_BUCKET).get(CLUSTER_VERSION_KEY);
-        if (v) this.clusterVersion = v.toString();
+        if (v === undefined) return;
+        const first = this.clusterVersion === undefined;
+        this.clusterVersion = v.toString();
+        // a member that joined by snapshot learns the cluster version here (etcd logs it at recovery)
+        if (first)
+          this.log.info({ 'cluster-version': CAPABILITY_VERSION }, 'enabled capabilities for version');
       },
     });
     // a leader's snapshot whose backend restore was interrupted by a crash: finish it
