@@ -133,7 +133,6 @@ export class EtcdServer {
   /** reads waiting for the next ReadIndex round, and rounds in flight by their context */
   private pendingReads: PendingRead[] = [];
   private readRounds = new Map<string, PendingRead[]>();
-  private readSeq = 0n;
   private readScheduled = false;
   /** callers waiting until applied >= index */
   private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
@@ -725,8 +724,10 @@ export class EtcdServer {
       );
       return;
     }
+    // the context must be unique cluster-wide: the leader tracks pending reads by it, and a second
+    // request with the same context (another member's counter) would never be answered
     const ctx = Buffer.allocUnsafe(8);
-    ctx.writeBigUInt64BE(++this.readSeq);
+    ctx.writeBigUInt64BE(this.ids.generate());
     const key = ctx.toString('hex');
     this.readRounds.set(key, batch);
     this.raft.readIndex(ctx);
