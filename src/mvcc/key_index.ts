@@ -156,8 +156,37 @@ export type IndexUndo =
   | { kind: 'put'; ki: KeyIndex; created: boolean; newGen: boolean; prevLease: bigint; prevCreated: number }
   | { kind: 'tombstone'; ki: KeyIndex; prevLease: bigint };
 
+/**
+ * Long-lived copies of keys, packed into slabs of their own. A key kept by the index must not be a
+ * view of a request buffer, nor a slice of Node's shared 8 KiB pool: either would pin kilobytes of
+ * unrelated bytes per key for as long as the key lives (measured: ~70 MB for 60k 8-byte keys).
+ */
+class KeyArena {
+  private static readonly SLAB_BYTES = 64 * 1024;
+  private slab = Buffer.allocUnsafeSlow(KeyArena.SLAB_BYTES);
+  private used = 0;
+
+  copy(key: Buffer): Buffer {
+    const n = key.length;
+    if (n > KeyArena.SLAB_BYTES / 16) {
+      const own = Buffer.allocUnsafeSlow(n);
+      key.copy(own);
+      return own;
+    }
+    if (this.used + n > KeyArena.SLAB_BYTES) {
+      this.slab = Buffer.allocUnsafeSlow(KeyArena.SLAB_BYTES);
+      this.used = 0;
+    }
+    const out = this.slab.subarray(this.used, this.used + n);
+    key.copy(out);
+    this.used += n;
+    return out;
+  }
+}
+
 export class TreeIndex {
   private readonly tree: BTree<string, KeyIndex> = new BTree<string, KeyIndex>(undefined, cmpStr);
+  private readonly keys = new KeyArena();
 
   get size(): number {
     return this.tree.size;
@@ -175,7 +204,7 @@ export class TreeIndex {
       const s = key.toString('latin1');
       ki = this.tree.get(s);
       if (ki === undefined) {
-        ki = new KeyIndex(Buffer.from(key));
+        ki = new KeyIndex(this.keys.copy(key));
         this.tree.set(s, ki);
         created = true;
       }
@@ -256,7 +285,7 @@ export class TreeIndex {
       return;
     }
     if (ki === undefined) {
-      ki = new KeyIndex(Buffer.from(key));
+      ki = new KeyIndex(this.keys.copy(key));
       this.tree.set(s, ki);
     }
     const g = ki.gens[ki.gens.length - 1];

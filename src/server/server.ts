@@ -835,7 +835,9 @@ export class EtcdServer {
     const result = this.wait.register(id);
     const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
     timer.unref();
-    this.raft.propose(Buffer.from(data.buffer, data.byteOffset, data.byteLength), (err) => {
+    // copy: the encoder's output views a larger scratch buffer, and the raft log keeps entries
+    // until the next snapshot (a view would pin about 1 KiB per entry)
+    this.raft.propose(Buffer.from(data), (err) => {
       this.wait.trigger(
         id,
         this.raft.lead === 0n ? Errors.noLeader : err instanceof Error ? Errors.leaderChanged : err,
