@@ -44,12 +44,13 @@ export class Peer {
   }
 
   /** Never blocks: picks a stream or the pipeline; drops (reporting unreachable) when full. */
-  send(m: Message): void {
+  send(m: Message, deferred = false): void {
     if (this.paused) return;
     let ok: boolean;
     if (m.type === MessageType.MsgSnap) ok = this.pipeline.send(m);
-    else if (m.type === MessageType.MsgApp && this.msgAppWriter?.working) ok = this.msgAppWriter.send(m);
-    else if (this.msgWriter?.working) ok = this.msgWriter.send(m);
+    else if (m.type === MessageType.MsgApp && this.msgAppWriter?.working)
+      ok = this.msgAppWriter.send(m, deferred);
+    else if (this.msgWriter?.working) ok = this.msgWriter.send(m, deferred);
     else ok = this.pipeline.send(m);
     if (ok) return;
     const h = this.ctx.handler;
@@ -70,6 +71,12 @@ export class Peer {
           : 'dropped Raft message since sending buffer is full (overloaded network)',
       );
     }
+  }
+
+  /** Writes the stream messages queued by send(m, true). */
+  flushStreams(): void {
+    this.msgAppWriter?.flushPending();
+    this.msgWriter?.flushPending();
   }
 
   sendSnapshot(m: Message, db: NodeJS.ReadableStream, size: number): void {

@@ -50,11 +50,15 @@ export class StreamWriter {
     this.ctx.logger.info(fields, 'established TCP streaming connection with remote peer');
   }
 
-  /** Queues a message; false when the queue is full or no connection is attached (caller drops). */
-  send(m: Message): boolean {
+  /**
+   * Queues a message; false when the queue is full or no connection is attached (caller drops).
+   * With `deferred` the caller flushes (flushPending) once it has queued its whole batch; otherwise the
+   * queue is written at the end of this event-loop turn.
+   */
+  send(m: Message, deferred = false): boolean {
     if (this.res === undefined || this.queue.length >= STREAM_BUF_SIZE) return false;
     this.queue.push(m);
-    if (!this.scheduled && !this.waitingDrain) {
+    if (!deferred && !this.scheduled && !this.waitingDrain) {
       this.scheduled = true;
       setImmediate(this.flushNow);
     }
@@ -74,6 +78,11 @@ export class StreamWriter {
     }
     this.needDrainSince = 0;
     if (this.queue.length === 0 && !this.scheduled) this.write(res, [LINK_HEARTBEAT]);
+  }
+
+  /** Writes what is queued now (one chunk), unless the connection is waiting for a drain. */
+  flushPending(): void {
+    if (this.queue.length > 0 && !this.waitingDrain) this.flush();
   }
 
   private flush(): void {
@@ -116,7 +125,10 @@ export class StreamWriter {
       this.ctx.logger.error({ ...this.fields(), error: String(err) }, 'failed to encode Raft message');
       return;
     }
-    if (!res.write(data)) this.waitForDrain(res);
+    const ok = res.write(data);
+    // http corks the socket for a chunk until the next tick: send it now (raft sends before it syncs)
+    if (res.socket?.writableCorked) res.socket.uncork();
+    if (!ok) this.waitForDrain(res);
     if (batch.length > 0 && !isLinkHeartbeat(batch[0])) this.status.activate();
   }
 

@@ -133,17 +133,22 @@ export class PeerTransport {
 
   /** Never blocks. Messages to ourselves or to unknown members are ignored, as in etcd. */
   send(msgs: readonly Message[]): void {
+    // one write per stream for the whole batch, now rather than at the end of the event-loop turn
+    const touched: Peer[] = [];
     for (const m of msgs) {
       if (m.to === 0n) continue;
       const p = this.peers.get(m.to) ?? this.remotes.get(m.to);
-      if (p) p.send(m);
-      else if (m.type !== MessageType.MsgHeartbeat) {
+      if (p) {
+        p.send(m, true);
+        if (!touched.includes(p)) touched.push(p);
+      } else if (m.type !== MessageType.MsgHeartbeat) {
         this.ctx.logger.debug(
           { 'message-type': MessageType[m.type], 'unknown-target-peer-id': idHex(m.to) },
           'ignored message send request; unknown remote peer target',
         );
       }
     }
+    for (const p of touched) p.flushStreams();
   }
 
   /** Sends a MsgSnap followed by the backend (db, `size` bytes) on POST /raft/snapshot. */
