@@ -46,6 +46,9 @@ export interface RaftNodeOptions {
   logger: Logger;
 }
 
+/** A Ready with at most this many entries is synced on the event loop rather than the thread pool. */
+const INLINE_SYNC_MAX_ENTRIES = 1;
+
 export class RaftNode {
   readonly node: RawNode;
   readonly storage: MemoryStorage;
@@ -151,8 +154,9 @@ export class RaftNode {
   }
 
   /**
-   * One Ready at a time. Its entries are written at once; the fdatasync runs on the thread pool so
-   * the event loop keeps taking requests meanwhile (they form the next batch). As etcd does, a leader
+   * One Ready at a time. Its entries are written at once; the fdatasync of a batch runs on the thread
+   * pool so the event loop keeps taking requests meanwhile (they form the next batch), that of a lone
+   * entry on the loop itself. As etcd does, a leader
    * sends its messages before its own sync (followers persist before they acknowledge, and nothing is
    * applied or answered here until this member's sync is done); a follower sends only after it.
    */
@@ -179,16 +183,22 @@ export class RaftNode {
       }
       if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) this.storage.append(rd.entries);
-      if (mustSync) {
+      if (mustSync && rd.entries.length <= INLINE_SYNC_MAX_ENTRIES) {
+        // A lone entry (light load): fdatasync on this thread. It saves the thread pool's round trip
+        // (~40 us of a ~0.15 ms sync) and there is little else to do meanwhile; batches go to the pool.
+        try {
+          this.wal.sync();
+        } catch (err) {
+          this.syncFailed(err as Error);
+          return;
+        }
+      } else if (mustSync) {
         this.syncing = true;
         this.wal.syncAsync((err) => {
           this.syncing = false;
           if (this.stopped) return;
           if (err) {
-            // the log can no longer be trusted to be durable: stop rather than acknowledge anything
-            this.opts.logger.fatal({ error: err.message }, 'failed to sync the WAL; stopping');
-            this.stop();
-            h.onFatal?.(err);
+            this.syncFailed(err);
             return;
           }
           this.finish(rd, leader);
@@ -198,6 +208,13 @@ export class RaftNode {
       }
       this.finish(rd, leader);
     }
+  }
+
+  /** The log can no longer be trusted to be durable: stop rather than acknowledge anything. */
+  private syncFailed(err: Error): void {
+    this.opts.logger.fatal({ error: err.message }, 'failed to sync the WAL; stopping');
+    this.stop();
+    this.handlers?.onFatal?.(err);
   }
 
   private finish(rd: Ready, sentAlready: boolean): void {
