@@ -236,7 +236,7 @@ describe('a real etcd 3.4.23 joins an etcd-ts cluster', { skip, timeout: 120_000
     const real = await mk('real1', REAL_ETCD);
     members.push(real);
     const added = await ctlOk(ts.clientUrl, 'member', 'add', 'real1', `--peer-urls=${real.peerUrl}`);
-    assert.match(added, /Member [0-9a-f]+ added to cluster/);
+    assert.match(added, /Member +[0-9a-f]+ added to cluster/);
     await start(real, `ts0=${ts.peerUrl},real1=${real.peerUrl}`, 'existing');
     await eventually(async () => {
       const out = await ctlOk(real.clientUrl, 'get', 'k19', '--print-value-only');

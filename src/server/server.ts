@@ -259,6 +259,7 @@ export class EtcdServer {
       v2Data: () => this.v2Data(),
       reportSnapshot: (id, ok) => this.raft.reportSnapshot(id, ok),
       onRestored: () => {
+        this.maintenance.alarms.invalidate();
         const v = store.bucket(CLUSTER_BUCKET).get(CLUSTER_VERSION_KEY);
         if (v === undefined) return;
         const first = this.clusterVersion === undefined;
