@@ -75,7 +75,10 @@ export class Maintenance {
 
   constructor(private readonly d: MaintenanceDeps) {
     this.alarms = new AlarmStore(d.store.bucket(ALARM_BUCKET));
-    this.quota = new Quota(d.config.quotaBackendBytes, () => d.store.dbSize());
+    // The quota counts the backend's pages in use, not its file size: LMDB reuses freed pages, so a
+    // compaction alone makes room again (etcd's bbolt file only shrinks by defrag), and a fresh
+    // backend (several small sub-databases) starts near etcd's few-page baseline.
+    this.quota = new Quota(d.config.quotaBackendBytes, () => d.store.dbSizeInUse());
     this.tmpDir = join(d.config.dataDir, 'member', 'tmp');
     rmSync(this.tmpDir, { recursive: true, force: true }); // leftovers of snapshots cut short
     const active = this.alarms.get();
@@ -333,7 +336,7 @@ export class Maintenance {
     if (this.stopped || !this.d.config.autoDisarmNoSpace) return;
     const mine = this.alarms.get(AlarmType.NOSPACE).filter((a) => a.memberID === this.d.memberId);
     if (mine.length === 0) return;
-    const size = this.d.store.dbSize();
+    const size = this.d.store.dbSizeInUse();
     if (size >= this.quota.limit * AUTO_DISARM_HEADROOM) return;
     this.d.log.warn(
       { 'current-db-size-bytes': size, 'quota-size-bytes': this.quota.limit },

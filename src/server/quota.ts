@@ -36,7 +36,7 @@ export function cost(req: QuotaRequest): number {
   return LEASE_OVERHEAD;
 }
 
-/** The file size is stat()ed at most this often for quota checks (a syscall per put would show). */
+/** The backend size is measured at most this often for quota checks (a measurement per put would show). */
 const SIZE_CACHE_MS = 50;
 
 export class Quota {
