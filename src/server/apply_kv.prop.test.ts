@@ -76,6 +76,9 @@ function modelRange(s: State, r: RangeRequest): ModelRange {
   const ks = sortedKeys(s, key, end);
   let kvs: Array<[string, MKv]> = r.countOnly ? [] : ks.map((k) => [k, s.get(k)!]);
   if (r.minModRevision) kvs = kvs.filter(([, v]) => v.mod >= r.minModRevision);
+  // etcd 3.4's applier fetches only limit+1 keys (in key order) when no sort order is given, even if
+  // a non-key sort target then sorts them: a quirk etcd-ts keeps, so clients see the same answers
+  if (r.sortOrder === Order.NONE && !r.minModRevision && r.limit > 0) kvs = kvs.slice(0, r.limit + 1);
   if (r.sortOrder !== Order.NONE || r.sortTarget !== Target.KEY) {
     const sign = r.sortOrder === Order.DESCEND ? -1 : 1;
     const f = (x: [string, MKv]) =>
@@ -521,6 +524,9 @@ async function runCommands(cmds: Cmd[]): Promise<void> {
 test('MvccStore + KvApplier agree with a model over random histories, restarts included', async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(cmdArb, { minLength: 1, maxLength: 60 }), (cmds) => runCommands(cmds)),
-    { numRuns: Number(process.env.MVCC_PROP_RUNS ?? 300) },
+    {
+      numRuns: Number(process.env.MVCC_PROP_RUNS ?? 300),
+      ...(process.env.MVCC_PROP_SEED ? { seed: Number(process.env.MVCC_PROP_SEED) } : {}),
+    },
   );
 });
