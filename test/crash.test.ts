@@ -33,7 +33,11 @@ test('acknowledged writes survive kill -9', { timeout: 60_000 }, async () => {
       }
     };
     const writers = Array.from({ length: 16 }, writer);
-    await new Promise((r) => setTimeout(r, 1500));
+    // run the load for 1.5 s, and on a busy machine until 100 writes are acknowledged (at most 10 s)
+    const loadStart = Date.now();
+    while (Date.now() - loadStart < 1500 || (acked.size < 100 && Date.now() - loadStart < 10_000)) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     // hash a revision every write up to which is acknowledged, while writes continue
     const hashedRev = highestAckedRev;
     const snapshotAt = async (c: Etcd3) => {
