@@ -15,15 +15,21 @@ export const ETCDCTL = process.env.ETCDCTL ?? '/usr/bin/etcdctl';
 export const hasEtcdctl = () => existsSync(ETCDCTL);
 export const hasRealEtcd = () => existsSync(REAL_ETCD);
 
+/**
+ * A free loopback port for a server a test starts. Picked at random below the kernel's ephemeral
+ * range (32768+), where outgoing connections of this and other processes take their ports: a port 0
+ * lease would be handed to someone's next connect() as soon as we release it.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
+  for (;;) {
+    const port = 24_200 + Math.floor(Math.random() * 8_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 export function tempDir(prefix = 'etcd-ts-test-'): string {
