@@ -1,8 +1,8 @@
 // EtcdServer: one member. Wires the MVCC store, the apply pipeline and the request checks; the api
 // layer translates wire calls into calls on this object. No process-wide state: a program may run
 // several members side by side and stop each cleanly.
-import { accessSync, constants as fsc, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, existsSync, constants as fsc, mkdirSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
 import { type Request as V2Request, Request as V2RequestCodec } from '../gen/etcdserverpb/etcdserver.js';
 import { InternalRaftRequest } from '../gen/etcdserverpb/raft_internal.js';
 import type {
@@ -74,6 +74,21 @@ export class DataDirError extends Error {}
 const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
 const CLUSTER_BUCKET = 'cluster';
 const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
+
+/**
+ * mkdir -p, one level at a time. (Node's recursive mkdirSync can spin forever on paths whose parent
+ * can never be created, e.g. under /proc; a user's typo must get an error, not a hung process.)
+ */
+function makeDirs(dir: string): void {
+  const parts = resolve(dir).split(sep);
+  let path = parts[0] === '' ? sep : parts[0]!;
+  for (const part of parts.slice(1)) {
+    if (part === '') continue;
+    path = join(path, part);
+    if (existsSync(path)) continue;
+    mkdirSync(path, { mode: 0o700 });
+  }
+}
 
 /** etcd allows one learner at a time. */
 const MAX_LEARNERS = 1;
@@ -280,7 +295,7 @@ export class EtcdServer {
   static async start(config: ServerConfig, log: Logger): Promise<EtcdServer> {
     const memberDir = join(config.dataDir, 'member');
     try {
-      mkdirSync(memberDir, { recursive: true, mode: 0o700 });
+      makeDirs(memberDir);
       accessSync(memberDir, fsc.W_OK | fsc.R_OK);
     } catch (err) {
       throw new DataDirError(
