@@ -1,7 +1,7 @@
 // Starts real bin/etcd processes (and the real etcd, when installed) on free loopback ports for
 // integration tests, and runs etcdctl against them.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,14 +15,51 @@ export const ETCDCTL = process.env.ETCDCTL ?? '/usr/bin/etcdctl';
 export const hasEtcdctl = () => existsSync(ETCDCTL);
 export const hasRealEtcd = () => existsSync(REAL_ETCD);
 
+const PORT_DIR = join(tmpdir(), 'etcd-ts-test-ports');
+const reserved = new Set<number>();
+
+/**
+ * Reserves a port for this process across concurrently running test processes: a file per port,
+ * created exclusively, naming the owner's pid (a dead owner's reservation may be taken over).
+ */
+function reservePort(port: number): boolean {
+  if (reserved.has(port)) return false;
+  mkdirSync(PORT_DIR, { recursive: true });
+  const file = join(PORT_DIR, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+  } catch {
+    let owner: number;
+    try {
+      owner = Number(readFileSync(file, 'utf8'));
+    } catch {
+      return false; // its owner is just releasing it: pick another
+    }
+    let alive = false;
+    try {
+      process.kill(owner, 0);
+      alive = true;
+    } catch {}
+    if (alive && owner !== process.pid) return false;
+    writeFileSync(file, String(process.pid));
+  }
+  reserved.add(port);
+  return true;
+}
+
+process.once('exit', () => {
+  for (const port of reserved) rmSync(join(PORT_DIR, String(port)), { force: true });
+});
+
 /**
  * A free loopback port for a server a test starts. Picked at random below the kernel's ephemeral
- * range (32768+), where outgoing connections of this and other processes take their ports: a port 0
- * lease would be handed to someone's next connect() as soon as we release it.
+ * range (32768+), where outgoing connections take their ports, and reserved so that neither this
+ * process nor a concurrently running test file hands it out twice before a server binds it.
  */
 export async function freePort(): Promise<number> {
   for (;;) {
-    const port = 24_200 + Math.floor(Math.random() * 8_000);
+    const port = 24_200 + Math.floor(Math.random() * 8_500);
+    if (!reservePort(port)) continue;
     const free = await new Promise<boolean>((resolve) => {
       const srv = net.createServer();
       srv.once('error', () => resolve(false));
