@@ -126,12 +126,27 @@ export function startAutoCompactor(
     : new RevisionCompactor(cfg.retention, deps);
 }
 
-class Periodic implements AutoCompactor {
+/** What both schedules share: a pending timer, and the stop / leader-only pause switches. */
+abstract class CompactorBase implements AutoCompactor {
+  protected timer?: { cancel(): void };
+  protected paused = false;
+  protected stopped = false;
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+}
+
+class Periodic extends CompactorBase {
   private readonly clock: Clock;
   private readonly revs: number[] = [];
-  private timer?: { cancel(): void };
-  private paused = false;
-  private stopped = false;
   private lastSuccess: number;
   private baseInterval: number;
   private readonly retryInterval: number;
@@ -142,6 +157,7 @@ class Periodic implements AutoCompactor {
     private readonly period: number,
     private readonly deps: CompactorDeps,
   ) {
+    super();
     this.clock = deps.clock ?? realClock;
     this.compactInterval = Math.min(period, HOUR);
     this.retryInterval = this.compactInterval / RETRY_DIVISOR;
@@ -185,31 +201,18 @@ class Periodic implements AutoCompactor {
     }
     this.loop();
   }
-
-  stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
-  }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-  }
 }
 
-class RevisionCompactor implements AutoCompactor {
+class RevisionCompactor extends CompactorBase {
   private readonly clock: Clock;
-  private timer?: { cancel(): void };
   private prev = 0;
-  private paused = false;
-  private stopped = false;
   private readonly interval: number;
 
   constructor(
     private readonly retention: number,
     private readonly deps: CompactorDeps,
   ) {
+    super();
     this.clock = deps.clock ?? realClock;
     this.interval = deps.revisionIntervalMs ?? REVISION_INTERVAL_MS;
     this.schedule();
@@ -245,16 +248,5 @@ class RevisionCompactor implements AutoCompactor {
       }
     }
     this.schedule();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
-  }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
   }
 }
