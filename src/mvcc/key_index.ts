@@ -19,39 +19,83 @@ const BTree: BTreeCtor =
 
 import type { RevisionSet } from './revision.js';
 
-export class Generation {
+/**
+ * Revision lists are appended to one at a time. V8 grows an array by half plus 16 slots when a push
+ * overflows it, so a key with a handful of revisions would carry ~15 empty slots per list; short lists
+ * are therefore copied at their exact size instead, and only long ones are left to push's amortized
+ * growth. (Index memory is mostly these lists: one per key, 100k+ keys.)
+ */
+const EXACT_UP_TO = 8;
+
+function appended(list: number[], x: number): number[] {
+  if (list.length >= EXACT_UP_TO) {
+    list.push(x);
+    return list;
+  }
+  const out = new Array<number>(list.length + 1);
+  for (let i = 0; i < list.length; i++) out[i] = list[i];
+  out[list.length] = x;
+  return out;
+}
+
+const NO_REVS: number[] = [];
+
+/**
+ * One generation's revisions. `subs` is null while every sub-revision is 0 (plain puts and deletes
+ * outside multi-operation txns), which spares most keys a second list.
+ */
+interface Revs {
   /** main revision of the put that created the key in this generation */
   created: number;
-  /** version of the last revision in revs */
+  /** version of the last revision in mains */
   ver: number;
   mains: number[];
-  subs: number[];
+  subs: number[] | null;
+}
 
-  constructor(created = 0, ver = 0, mains: number[] = [], subs: number[] = []) {
-    this.created = created;
-    this.ver = ver;
-    this.mains = mains;
-    this.subs = subs;
-  }
+/** A generation that a delete has closed (kept until compaction removes it). */
+export class Generation implements Revs {
+  constructor(
+    public created: number,
+    public ver: number,
+    public mains: number[],
+    public subs: number[] | null,
+  ) {}
+}
 
-  get empty(): boolean {
-    return this.mains.length === 0;
-  }
+function subAt(g: Revs, i: number): number {
+  return g.subs === null ? 0 : g.subs[i];
+}
 
-  /** Index of the last revision with main <= atRev, or -1 (binary search: a key may have a long history). */
-  lastAtOrBelow(atRev: number): number {
-    const m = this.mains;
-    let hi = m.length - 1;
-    if (hi < 0 || m[hi] <= atRev) return hi;
-    let lo = 0;
-    // invariant: m[hi] > atRev; answer in [lo - 1, hi - 1]
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (m[mid] <= atRev) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
+function pushRev(g: Revs, main: number, sub: number): void {
+  if (g.subs === null && sub !== 0) g.subs = new Array<number>(g.mains.length).fill(0);
+  g.mains = appended(g.mains, main);
+  if (g.subs !== null) g.subs = appended(g.subs, sub);
+}
+
+function popRev(g: Revs): void {
+  g.mains = g.mains.slice(0, -1);
+  if (g.subs !== null) g.subs = g.subs.slice(0, -1);
+}
+
+/** Drops the first n revisions (compaction). */
+function dropRevs(g: Revs, n: number): void {
+  g.mains = g.mains.slice(n);
+  if (g.subs !== null) g.subs = g.subs.slice(n);
+}
+
+/** Index of the last revision with main <= atRev, or -1 (binary search: a key may have a long history). */
+function lastAtOrBelow(m: number[], atRev: number): number {
+  let hi = m.length - 1;
+  if (hi < 0 || m[hi] <= atRev) return hi;
+  let lo = 0;
+  // invariant: m[hi] > atRev; answer in [lo - 1, hi - 1]
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (m[mid] <= atRev) lo = mid + 1;
+    else hi = mid;
   }
+  return lo - 1;
 }
 
 /** The revision of a key visible at some revision, with its creation revision and version. */
@@ -62,44 +106,105 @@ export interface IndexedRev {
   version: number;
 }
 
-export class KeyIndex {
-  readonly key: Buffer;
-  readonly gens: Generation[];
-  /** lease of the latest put, or 0n (the lease store rebuilds its attachments from this) */
-  lease: bigint;
+const NO_LEASE = 0n;
 
-  constructor(key: Buffer) {
-    this.key = key;
-    this.gens = [new Generation()];
-    this.lease = 0n;
+/**
+ * A key's history. The current (last) generation lives in the KeyIndex's own fields, so the common
+ * key, never deleted and re-created, costs one object plus its revision list; generations closed by
+ * a delete move to `closed`, oldest first. Generation number gi counts closed ones first: gi ===
+ * closed.length is the current one.
+ */
+export class KeyIndex implements Revs {
+  /**
+   * The key as the tree keys it (latin1: one UTF-16 unit per byte). The only copy the index keeps:
+   * a Buffer per key would add a ~100-byte object to each of 100k+ keys, while readers ask for the
+   * bytes a few times per request (see `key`).
+   */
+  readonly skey: string;
+  /** lease of the latest put, or 0n (the lease store rebuilds its attachments from this) */
+  lease: bigint = NO_LEASE;
+  created = 0;
+  ver = 0;
+  mains: number[] = NO_REVS;
+  subs: number[] | null = null;
+  closed: Generation[] | null = null;
+
+  constructor(skey: string) {
+    this.skey = skey;
+  }
+
+  /** The key's bytes, in a new Buffer each call: callers keep it (results, events), never mutate it. */
+  get key(): Buffer {
+    return Buffer.from(this.skey, 'latin1');
+  }
+
+  /** Number of generations, the current one included. */
+  get generations(): number {
+    return this.closed === null ? 1 : this.closed.length + 1;
+  }
+
+  private gen(gi: number): Revs {
+    return this.closed === null || gi === this.closed.length ? this : this.closed[gi];
   }
 
   /** True when the key has no live generation and no history left. */
   get isEmpty(): boolean {
-    return this.gens.length === 1 && this.gens[0].empty;
+    return this.closed === null && this.mains.length === 0;
+  }
+
+  /** Ends the current generation with a tombstone already pushed onto it, opening an empty one. */
+  closeGeneration(): void {
+    const g = new Generation(this.created, this.ver, this.mains, this.subs);
+    if (this.closed === null) this.closed = [g];
+    else this.closed.push(g);
+    this.created = 0;
+    this.ver = 0;
+    this.mains = NO_REVS;
+    this.subs = null;
+  }
+
+  /** Undoes closeGeneration (the current generation must be empty). */
+  reopenGeneration(): void {
+    const g = this.closed!.pop()!;
+    if (this.closed!.length === 0) this.closed = null;
+    this.created = g.created;
+    this.ver = g.ver;
+    this.mains = g.mains;
+    this.subs = g.subs;
+  }
+
+  pushRev(main: number, sub: number): void {
+    pushRev(this, main, sub);
+  }
+
+  popRev(): void {
+    popRev(this);
+  }
+
+  setLease(lease: bigint): void {
+    // the literal 0n is one shared constant; a decoded zero would be a heap object per key
+    this.lease = lease === NO_LEASE ? NO_LEASE : lease;
   }
 
   /** The latest revision, if the key currently exists. */
   latest(): IndexedRev | undefined {
-    const g = this.gens[this.gens.length - 1];
-    const n = g.mains.length;
+    const n = this.mains.length;
     if (n === 0) return undefined;
-    return { main: g.mains[n - 1], sub: g.subs[n - 1], created: g.created, version: g.ver };
+    return { main: this.mains[n - 1], sub: subAt(this, n - 1), created: this.created, version: this.ver };
   }
 
   /** The revision of this key visible at atRev, or undefined when the key does not exist then. */
   get(atRev: number): IndexedRev | undefined {
-    const gens = this.gens;
-    const last = gens.length - 1;
+    const last = this.generations - 1;
     for (let gi = last; gi >= 0; gi--) {
-      const g = gens[gi];
+      const g = this.gen(gi);
       const n = g.mains.length;
       if (n === 0) continue;
       // a closed generation whose tombstone is at or below atRev: the key was deleted then
       if (gi !== last && g.mains[n - 1] <= atRev) return undefined;
       if (g.mains[0] <= atRev) {
-        const i = g.lastAtOrBelow(atRev);
-        return { main: g.mains[i], sub: g.subs[i], created: g.created, version: g.ver - (n - 1 - i) };
+        const i = lastAtOrBelow(g.mains, atRev);
+        return { main: g.mains[i], sub: subAt(g, i), created: g.created, version: g.ver - (n - 1 - i) };
       }
     }
     return undefined;
@@ -107,12 +212,11 @@ export class KeyIndex {
 
   /** The latest revision with main <= atRev: generation index, revision index, and whether it is a tombstone. */
   private latestAtOrBelow(atRev: number): { gi: number; ri: number; tombstone: boolean } | undefined {
-    const gens = this.gens;
-    const last = gens.length - 1;
+    const last = this.generations - 1;
     for (let gi = last; gi >= 0; gi--) {
-      const g = gens[gi];
-      if (g.empty || g.mains[0] > atRev) continue;
-      const ri = g.lastAtOrBelow(atRev);
+      const g = this.gen(gi);
+      if (g.mains.length === 0 || g.mains[0] > atRev) continue;
+      const ri = lastAtOrBelow(g.mains, atRev);
       return { gi, ri, tombstone: gi !== last && ri === g.mains.length - 1 };
     }
     return undefined;
@@ -122,8 +226,8 @@ export class KeyIndex {
   keep(atRev: number, keep: RevisionSet): void {
     const at = this.latestAtOrBelow(atRev);
     if (!at || at.tombstone) return;
-    const g = this.gens[at.gi];
-    keep.add(g.mains[at.ri], g.subs[at.ri]);
+    const g = this.gen(at.gi);
+    keep.add(g.mains[at.ri], subAt(g, at.ri));
   }
 
   /**
@@ -133,17 +237,18 @@ export class KeyIndex {
   compact(atRev: number, keep: RevisionSet): boolean {
     const at = this.latestAtOrBelow(atRev);
     if (!at) return this.isEmpty;
-    const gens = this.gens;
-    if (at.tombstone) {
-      gens.splice(0, at.gi + 1);
-    } else {
-      const g = gens[at.gi];
-      keep.add(g.mains[at.ri], g.subs[at.ri]);
-      if (at.ri > 0) {
-        g.mains.splice(0, at.ri);
-        g.subs.splice(0, at.ri);
-      }
-      if (at.gi > 0) gens.splice(0, at.gi);
+    // generations before at.gi go; at.gi itself goes too when its kept revision is a tombstone
+    let dropGens = at.gi;
+    if (at.tombstone) dropGens++;
+    else {
+      const g = this.gen(at.gi);
+      keep.add(g.mains[at.ri], subAt(g, at.ri));
+      if (at.ri > 0) dropRevs(g, at.ri);
+    }
+    if (dropGens > 0) {
+      // only closed generations can be dropped: the current one is never a tombstone's
+      this.closed!.splice(0, dropGens);
+      if (this.closed!.length === 0) this.closed = null;
     }
     return this.isEmpty;
   }
@@ -156,37 +261,8 @@ export type IndexUndo =
   | { kind: 'put'; ki: KeyIndex; created: boolean; newGen: boolean; prevLease: bigint; prevCreated: number }
   | { kind: 'tombstone'; ki: KeyIndex; prevLease: bigint };
 
-/**
- * Long-lived copies of keys, packed into slabs of their own. A key kept by the index must not be a
- * view of a request buffer, nor a slice of Node's shared 8 KiB pool: either would pin kilobytes of
- * unrelated bytes per key for as long as the key lives (measured: ~70 MB for 60k 8-byte keys).
- */
-class KeyArena {
-  private static readonly SLAB_BYTES = 64 * 1024;
-  private slab = Buffer.allocUnsafeSlow(KeyArena.SLAB_BYTES);
-  private used = 0;
-
-  copy(key: Buffer): Buffer {
-    const n = key.length;
-    if (n > KeyArena.SLAB_BYTES / 16) {
-      const own = Buffer.allocUnsafeSlow(n);
-      key.copy(own);
-      return own;
-    }
-    if (this.used + n > KeyArena.SLAB_BYTES) {
-      this.slab = Buffer.allocUnsafeSlow(KeyArena.SLAB_BYTES);
-      this.used = 0;
-    }
-    const out = this.slab.subarray(this.used, this.used + n);
-    key.copy(out);
-    this.used += n;
-    return out;
-  }
-}
-
 export class TreeIndex {
   private readonly tree: BTree<string, KeyIndex> = new BTree<string, KeyIndex>(undefined, cmpStr);
-  private readonly keys = new KeyArena();
 
   get size(): number {
     return this.tree.size;
@@ -204,23 +280,21 @@ export class TreeIndex {
       const s = key.toString('latin1');
       ki = this.tree.get(s);
       if (ki === undefined) {
-        ki = new KeyIndex(this.keys.copy(key));
+        ki = new KeyIndex(s);
         this.tree.set(s, ki);
         created = true;
       }
     }
-    const g = ki.gens[ki.gens.length - 1];
-    const newGen = g.empty;
-    const prevCreated = g.created;
+    const newGen = ki.mains.length === 0;
+    const prevCreated = ki.created;
     if (newGen) {
-      g.created = main;
-      g.ver = 0;
+      ki.created = main;
+      ki.ver = 0;
     }
-    g.mains.push(main);
-    g.subs.push(sub);
-    g.ver++;
+    ki.pushRev(main, sub);
+    ki.ver++;
     const prevLease = ki.lease;
-    ki.lease = lease;
+    ki.setLease(lease);
     undo?.push({ kind: 'put', ki, created, newGen, prevLease, prevCreated });
     return ki;
   }
@@ -229,14 +303,12 @@ export class TreeIndex {
   tombstone(key: Buffer, main: number, sub: number, undo?: IndexUndo[]): boolean {
     const ki = this.tree.get(key.toString('latin1'));
     if (ki === undefined) return false;
-    const g = ki.gens[ki.gens.length - 1];
-    if (g.empty) return false;
-    g.mains.push(main);
-    g.subs.push(sub);
-    g.ver++;
-    ki.gens.push(new Generation());
+    if (ki.mains.length === 0) return false;
+    ki.pushRev(main, sub);
+    ki.ver++;
+    ki.closeGeneration();
     const prevLease = ki.lease;
-    ki.lease = 0n;
+    ki.setLease(0n);
     undo?.push({ kind: 'tombstone', ki, prevLease });
     return true;
   }
@@ -244,20 +316,16 @@ export class TreeIndex {
   /** Reverts one mutation; records must be reverted newest first. */
   revert(u: IndexUndo): void {
     const ki = u.ki;
-    if (u.kind === 'tombstone') {
-      ki.gens.pop();
-    }
-    const g = ki.gens[ki.gens.length - 1];
-    g.mains.pop();
-    g.subs.pop();
-    g.ver--;
-    ki.lease = u.prevLease;
+    if (u.kind === 'tombstone') ki.reopenGeneration();
+    ki.popRev();
+    ki.ver--;
+    ki.setLease(u.prevLease);
     if (u.kind === 'put') {
       if (u.newGen) {
-        g.created = u.prevCreated;
-        g.ver = 0;
+        ki.created = u.prevCreated;
+        ki.ver = 0;
       }
-      if (u.created) this.tree.delete(ki.key.toString('latin1'));
+      if (u.created) this.tree.delete(ki.skey);
     }
   }
 
@@ -275,25 +343,21 @@ export class TreeIndex {
     let ki = this.tree.get(s);
     if (tombstone) {
       if (ki === undefined) return;
-      const g = ki.gens[ki.gens.length - 1];
-      if (g.empty) return;
-      g.mains.push(main);
-      g.subs.push(sub);
-      g.ver++;
-      ki.gens.push(new Generation());
-      ki.lease = 0n;
+      if (ki.mains.length === 0) return;
+      ki.pushRev(main, sub);
+      ki.ver++;
+      ki.closeGeneration();
+      ki.setLease(0n);
       return;
     }
     if (ki === undefined) {
-      ki = new KeyIndex(this.keys.copy(key));
+      ki = new KeyIndex(s);
       this.tree.set(s, ki);
     }
-    const g = ki.gens[ki.gens.length - 1];
-    if (g.empty) g.created = created;
-    g.mains.push(main);
-    g.subs.push(sub);
-    g.ver = ver;
-    ki.lease = lease;
+    if (ki.mains.length === 0) ki.created = created;
+    ki.pushRev(main, sub);
+    ki.ver = ver;
+    ki.setLease(lease);
   }
 
   /**

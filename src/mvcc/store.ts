@@ -249,7 +249,7 @@ export class MvccStore {
     return { kvs, count, rev: curRev };
   }
 
-  /** Reads the KeyValue at a revision the index knows (of `key`, whose Buffer it shares). */
+  /** Reads the KeyValue at a revision the index knows (of `key`, used instead of decoding a copy). */
   private fetch(key: Buffer, main: number, sub: number): KeyValue {
     let v: Uint8Array | undefined = this.keyDb.getBinaryFast(revToScratch(main, sub));
     if (v === undefined)
@@ -349,7 +349,7 @@ export class MvccStore {
     };
     this.keyDb.putSync(revToScratch(rev, sub), encodeKeyValue(kv));
     const idx = this.index.put(key, rev, sub, lease, b.undo, ki);
-    // events and results share the index's copy of the key: the caller's buffer may be a view of a request
+    // events and results get their own copy of the key: the caller's buffer may be a view of a request
     kv.key = idx.key;
     const prevRef = prev === undefined ? undefined : new PrevRef(this, prev.main, prev.sub);
     tw.events.push(new StoreEvent(Event_EventType.PUT, kv, prevRef));
@@ -376,11 +376,12 @@ export class MvccStore {
     const prevs: KeyValue[] = new Array(found.length);
     for (let i = 0; i < found.length; i++) {
       const ki = found[i];
+      const key = ki.key;
       const r = revs[i];
       const prev: KeyValue = values
-        ? this.fetch(ki.key, r.main, r.sub)
+        ? this.fetch(key, r.main, r.sub)
         : {
-            key: ki.key,
+            key,
             value: EMPTY,
             createRevision: r.created,
             modRevision: r.main,
@@ -389,13 +390,13 @@ export class MvccStore {
           };
       prevs[i] = prev;
       const sub = tw.changes + i;
-      this.keyDb.putSync(revToScratch(rev, sub, true), encodeTombstone(ki.key));
-      this.index.tombstone(ki.key, rev, sub, b.undo);
+      this.keyDb.putSync(revToScratch(rev, sub, true), encodeTombstone(key));
+      this.index.tombstone(key, rev, sub, b.undo);
       const prevRef = new PrevRef(this, r.main, r.sub, values ? prev : null);
       tw.events.push(
         new StoreEvent(
           Event_EventType.DELETE,
-          { key: ki.key, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0n },
+          { key, value: EMPTY, createRevision: 0, modRevision: rev, version: 0, lease: 0n },
           prevRef,
         ),
       );
