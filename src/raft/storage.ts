@@ -1,8 +1,9 @@
-// The Storage interface raft reads its stable log through, and MemoryStorage, an in-memory
-// implementation for tests and simulations. The server's durable storage (WAL-backed) implements the
-// same interface. Storage holds what the application has persisted: raft only reads it.
+// The Storage interface raft reads its stable log through, and MemoryStorage, its in-memory
+// implementation: the server fills it from the WAL at boot and appends what it persists; tests and
+// simulations use it directly. Storage holds what the application has persisted: raft only reads it.
 import { type ConfState, type Entry, HardState, type Snapshot } from '../gen/raftpb/raft.js';
-import { EMPTY, limitSize, RaftError } from './util.js';
+import { EntryLog, type EntryLogStats } from './entry_log.js';
+import { EMPTY, entrySize, NoLimit, RaftError } from './util.js';
 
 /** The requested index is older than the storage's first index (compacted away). */
 export const ErrCompacted = new RaftError('requested index is unavailable due to compaction');
@@ -48,15 +49,31 @@ export function isEmptyHardState(hs: HardState): boolean {
   return hs.term === 0 && hs.vote === 0n && hs.commit === 0;
 }
 
+/** How many of the newest entries keep the Entry objects built for them (see MemoryStorage.recent). */
+const RECENT = 256;
+
 /**
- * MemoryStorage keeps the log in an array whose element 0 is a dummy entry carrying the index and term of
- * the last compacted entry (the snapshot point), so term(firstIndex-1) is always answerable.
+ * MemoryStorage keeps the log after the snapshot point packed in an EntryLog (no object per entry, data
+ * copied into slabs), plus the index and term of the last compacted entry (the snapshot point), so
+ * term(firstIndex-1) is always answerable.
  */
 export class MemoryStorage implements Storage {
   hardState: HardState = HardState.create();
   snap: Snapshot = emptySnapshot();
-  /** ents[i] has index ents[0].index + i. */
-  ents: Entry[] = [{ term: 0, index: 0, type: 0, data: EMPTY }];
+  /** Index and term of the last compacted entry (the snapshot point). */
+  private offset = 0;
+  private offsetTerm = 0;
+  /** The entries after the snapshot point: position k has index offset + 1 + k. */
+  private readonly log = new EntryLog();
+  /**
+   * Entry objects built for reads near the end of the log, in slot index % RECENT (recentIndex: whose
+   * they are, 0 for none). Raft reads each new entry several times (a MsgApp per follower, then to apply
+   * it), so those are built once. Bounded, so the heap holds a fixed number of them whatever the log
+   * length; a slot is cleared when its entry is compacted away or replaced. Like the objects this storage
+   * used to keep, they are shared between callers, who must not modify them.
+   */
+  private readonly recent = new Array<Entry | undefined>(RECENT).fill(undefined);
+  private readonly recentIndex = new Float64Array(RECENT);
 
   /** Builds a storage holding a bootstrap ConfState (as if from a snapshot at index 0). */
   static withVoters(voters: bigint[], learners: bigint[] = []): MemoryStorage {
@@ -73,33 +90,77 @@ export class MemoryStorage implements Storage {
     this.hardState = { ...hs };
   }
 
+  /** Entries in [lo, hi); their data are views of the storage's own copy. */
   entries(lo: number, hi: number, maxSize: number): Entry[] {
-    const offset = this.ents[0].index;
-    if (lo <= offset) throw ErrCompacted;
+    if (lo <= this.offset) throw ErrCompacted;
     if (hi > this.lastIndex() + 1)
       throw new RaftError(`entries' hi(${hi}) is out of bound lastindex(${this.lastIndex()})`);
-    // Only the dummy entry: nothing to return.
-    if (this.ents.length === 1) throw ErrUnavailable;
-    return limitSize(this.ents.slice(lo - offset, hi - offset), maxSize);
+    // Only the snapshot point: nothing to return.
+    if (this.log.length === 0) throw ErrUnavailable;
+    // limitSize's rule, applied while building: at least one entry, then stop before the running sum
+    // of entrySize exceeds maxSize.
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = this.entryAt(i);
+      if (maxSize < NoLimit) {
+        size += entrySize(e);
+        if (out.length > 0 && size > maxSize) break;
+      }
+      out.push(e);
+    }
+    return out;
+  }
+
+  private entryAt(i: number): Entry {
+    const slot = i % RECENT;
+    if (this.recentIndex[slot] === i) return this.recent[slot]!;
+    const e = this.log.entry(i - this.offset - 1, i);
+    if (i > this.lastIndex() - RECENT) {
+      this.recent[slot] = e;
+      this.recentIndex[slot] = i;
+    }
+    return e;
+  }
+
+  /** Forgets the built entries whose index is outside [from, to]. */
+  private forgetRecent(from: number, to: number): void {
+    for (let slot = 0; slot < RECENT; slot++) {
+      const i = this.recentIndex[slot];
+      if (i !== 0 && (i < from || i > to)) {
+        this.recent[slot] = undefined;
+        this.recentIndex[slot] = 0;
+      }
+    }
+  }
+
+  /** Every entry after the snapshot point (none if the log is empty). */
+  allEntries(): Entry[] {
+    return this.log.length === 0 ? [] : this.entries(this.firstIndex(), this.lastIndex() + 1, NoLimit);
   }
 
   term(i: number): number {
-    const offset = this.ents[0].index;
-    if (i < offset) throw ErrCompacted;
-    if (i - offset >= this.ents.length) throw ErrUnavailable;
-    return this.ents[i - offset].term;
+    if (i < this.offset) throw ErrCompacted;
+    const k = i - this.offset;
+    if (k > this.log.length) throw ErrUnavailable;
+    return k === 0 ? this.offsetTerm : this.log.term(k - 1);
   }
 
   lastIndex(): number {
-    return this.ents[0].index + this.ents.length - 1;
+    return this.offset + this.log.length;
   }
 
   firstIndex(): number {
-    return this.ents[0].index + 1;
+    return this.offset + 1;
   }
 
   snapshot(): Snapshot {
     return this.snap;
+  }
+
+  /** Memory held for entry data (slab count and bytes), for tests and metrics. */
+  memoryStats(): EntryLogStats {
+    return this.log.stats();
   }
 
   /** Replaces the storage's contents with a snapshot (a follower installing one). */
@@ -107,7 +168,10 @@ export class MemoryStorage implements Storage {
     const idx = snap.metadata?.index ?? 0;
     if (this.snap.metadata!.index >= idx) throw ErrSnapOutOfDate;
     this.snap = snap;
-    this.ents = [{ term: snap.metadata!.term, index: idx, type: 0, data: EMPTY }];
+    this.offset = idx;
+    this.offsetTerm = snap.metadata!.term;
+    this.log.clear();
+    this.forgetRecent(1, 0);
   }
 
   /**
@@ -116,35 +180,35 @@ export class MemoryStorage implements Storage {
    */
   createSnapshot(i: number, cs: ConfState | undefined, data: Buffer): Snapshot {
     if (i <= this.snap.metadata!.index) throw ErrSnapOutOfDate;
-    const offset = this.ents[0].index;
     if (i > this.lastIndex())
       throw new RaftError(`snapshot ${i} is out of bound lastindex(${this.lastIndex()})`);
     this.snap = {
       data,
       metadata: {
         index: i,
-        term: this.ents[i - offset].term,
+        term: this.term(i),
         confState: cs ?? this.snap.metadata!.confState,
       },
     };
     return this.snap;
   }
 
-  /** Discards all entries before compactIndex (which becomes the new dummy entry). */
+  /** Discards all entries before compactIndex (which becomes the new snapshot point). */
   compact(compactIndex: number): void {
-    const offset = this.ents[0].index;
-    if (compactIndex <= offset) throw ErrCompacted;
+    if (compactIndex <= this.offset) throw ErrCompacted;
     if (compactIndex > this.lastIndex()) {
       throw new RaftError(`compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`);
     }
-    const i = compactIndex - offset;
-    const dummy: Entry = { term: this.ents[i].term, index: this.ents[i].index, type: 0, data: EMPTY };
-    this.ents = [dummy, ...this.ents.slice(i + 1)];
+    const n = compactIndex - this.offset;
+    this.offsetTerm = this.log.term(n - 1);
+    this.log.dropFront(n);
+    this.offset = compactIndex;
+    this.forgetRecent(compactIndex + 1, Number.POSITIVE_INFINITY);
   }
 
   /**
-   * Appends entries, truncating any existing suffix they conflict with. Entries must be contiguous and
-   * must not leave a gap after the current last index.
+   * Appends entries (copying their data), truncating any existing suffix they conflict with. Entries
+   * must be contiguous and must not leave a gap after the current last index.
    */
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
@@ -152,13 +216,21 @@ export class MemoryStorage implements Storage {
     const last = entries[0].index + entries.length - 1;
     // Shortcut if there is no new entry.
     if (last < first) return;
-    // Truncate the part of entries that is already compacted.
-    if (first > entries[0].index) entries = entries.slice(first - entries[0].index);
-    const offset = entries[0].index - this.ents[0].index;
-    if (offset > this.ents.length) {
-      throw new RaftError(`missing log entry [last: ${this.lastIndex()}, append at: ${entries[0].index}]`);
+    // Skip the part of entries that is already compacted.
+    const skip = first > entries[0].index ? first - entries[0].index : 0;
+    const at = entries[skip].index;
+    // How many of our entries precede the new ones.
+    const keep = at - first;
+    if (keep > this.log.length) {
+      throw new RaftError(`missing log entry [last: ${this.lastIndex()}, append at: ${at}]`);
     }
-    if (offset < this.ents.length) this.ents.length = offset;
-    for (let k = 0; k < entries.length; k++) this.ents.push(entries[k]);
+    if (keep < this.log.length) {
+      this.log.truncate(keep);
+      this.forgetRecent(first, at - 1);
+    }
+    for (let k = skip; k < entries.length; k++) {
+      const e = entries[k];
+      this.log.push(e.term, e.type, e.data);
+    }
   }
 }

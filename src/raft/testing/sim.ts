@@ -593,7 +593,7 @@ export class Sim {
         }
       }
       if (index === 0) {
-        for (const e of l.storage.ents) if (e.data.equals(marker)) index = e.index;
+        for (const e of l.storage.allEntries()) if (e.data.equals(marker)) index = e.index;
         if (index === 0) continue;
       }
       // Members of the leader's configuration (removed nodes that never learned it are ignored).
