@@ -61,23 +61,43 @@ function encodeFields(fields: readonly Field[]): Buffer {
   return out;
 }
 
+// Entries and hard states are encoded once per raft Ready on the write path: sized and written
+// directly, without the generic field list.
+
 export function encodeEntry(e: Entry): Buffer {
   // Type(1), Term(2), Index(3), Data(4) when present. Go's nil Data (empty entries) is not written.
-  const f: Field[] = [
-    [0x08, e.type],
-    [0x10, e.term],
-    [0x18, e.index],
-  ];
-  if (e.data && e.data.length > 0) f.push([0x22, e.data]);
-  return encodeFields(f);
+  const data = e.data;
+  const dataLen = data ? data.length : 0;
+  const size =
+    3 +
+    varintSize(e.type) +
+    varintSize(e.term) +
+    varintSize(e.index) +
+    (dataLen > 0 ? 1 + varintSize(dataLen) + dataLen : 0);
+  const out = Buffer.allocUnsafe(size);
+  out[0] = 0x08;
+  let off = putVarint(out, 1, e.type);
+  out[off++] = 0x10;
+  off = putVarint(out, off, e.term);
+  out[off++] = 0x18;
+  off = putVarint(out, off, e.index);
+  if (dataLen > 0) {
+    out[off++] = 0x22;
+    off = putVarint(out, off, dataLen);
+    out.set(data, off);
+  }
+  return out;
 }
 
 export function encodeHardState(s: HardState): Buffer {
-  return encodeFields([
-    [0x08, s.term],
-    [0x10, s.vote],
-    [0x18, s.commit],
-  ]);
+  const out = Buffer.allocUnsafe(3 + varintSize(s.term) + varintSize(s.vote) + varintSize(s.commit));
+  out[0] = 0x08;
+  let off = putVarint(out, 1, s.term);
+  out[off++] = 0x10;
+  off = putVarint(out, off, s.vote);
+  out[off++] = 0x18;
+  putVarint(out, off, s.commit);
+  return out;
 }
 
 /** walpb.Snapshot: the marker a WAL records when a raft snapshot is taken. */
