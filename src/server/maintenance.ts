@@ -169,8 +169,13 @@ export class Maintenance {
    * etcd's quota check before a put, txn or lease grant: if the backend plus the request's estimated cost
    * would pass the quota, raise NOSPACE (through the log) and refuse the request.
    */
-  async checkQuota(req: QuotaRequest): Promise<void> {
-    if (this.quota.available(req)) return;
+  checkQuota(req: QuotaRequest): Promise<void> | undefined {
+    // undefined when the request fits: the common case costs the caller no promise and no await
+    if (this.quota.available(req)) return undefined;
+    return this.refuseOverQuota();
+  }
+
+  private async refuseOverQuota(): Promise<void> {
     if (!this.alarms.has(AlarmType.NOSPACE)) {
       this.d.log.warn(
         {
@@ -188,14 +193,6 @@ export class Maintenance {
       });
     } catch {}
     throw Errors.noSpace;
-  }
-
-  async checkPut(req: PutRequest): Promise<void> {
-    return this.checkQuota({ put: req });
-  }
-
-  async checkTxn(req: TxnRequest): Promise<void> {
-    return this.checkQuota({ txn: req });
   }
 
   /** Alarm GET/ACTIVATE/DEACTIVATE, through the log as in etcd. */

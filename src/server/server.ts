@@ -788,10 +788,13 @@ export class EtcdServer {
     return this.kv.range(req);
   }
 
-  async put(req: PutRequest): Promise<PutResponse> {
-    checkPutRequest(req);
-    await this.maintenance.checkQuota({ put: req });
-    return (await this.propose({ put: req })) as PutResponse;
+  put(req: PutRequest): Promise<PutResponse> {
+    try {
+      checkPutRequest(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.proposeUnderQuota({ put: req }) as Promise<PutResponse>;
   }
 
   async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
@@ -799,10 +802,20 @@ export class EtcdServer {
     return (await this.propose({ deleteRange: req })) as DeleteRangeResponse;
   }
 
-  async txn(req: TxnRequest): Promise<TxnResponse> {
-    checkTxnRequest(req, this.config.maxTxnOps);
-    await this.maintenance.checkQuota({ txn: req });
-    return (await this.propose({ txn: req })) as TxnResponse;
+  txn(req: TxnRequest): Promise<TxnResponse> {
+    try {
+      checkTxnRequest(req, this.config.maxTxnOps);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.proposeUnderQuota({ txn: req }) as Promise<TxnResponse>;
+  }
+
+  /** Proposes a request that grows the store once the quota admits it (etcd refuses it otherwise). */
+  private proposeUnderQuota(fields: { put: PutRequest } | { txn: TxnRequest }): Promise<unknown> {
+    const refused = this.maintenance.checkQuota(fields);
+    if (refused !== undefined) return refused.then(() => this.propose(fields));
+    return this.propose(fields);
   }
 
   async compact(req: CompactionRequest): Promise<CompactionResponse> {
@@ -848,9 +861,7 @@ export class EtcdServer {
   private proposeRaw(id: bigint, data: Uint8Array): Promise<unknown> {
     if (this.closed) return Promise.reject(Errors.stopped);
     if (this.raft.lead === 0n) return this.waitForLeader().then(() => this.proposeRaw(id, data));
-    const result = this.wait.register(id);
-    const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
-    timer.unref();
+    const result = this.wait.register(id, this.requestTimeoutMs(), Errors.timeout);
     // copy: the encoder's output views a larger scratch buffer, and the raft log keeps entries
     // until the next snapshot (a view would pin about 1 KiB per entry)
     this.raft.propose(Buffer.from(data), (err) => {
@@ -859,7 +870,7 @@ export class EtcdServer {
         this.raft.lead === 0n ? Errors.noLeader : err instanceof Error ? Errors.leaderChanged : err,
       );
     });
-    return result.finally(() => clearTimeout(timer));
+    return result;
   }
 
   // ---- Lease ----
@@ -1094,9 +1105,7 @@ export class EtcdServer {
   private async proposeConfChange(type: ConfChangeType, nodeId: bigint, context: string): Promise<void> {
     await this.waitForLeader();
     const id = this.ids.generate();
-    const result = this.wait.register(id);
-    const timer = setTimeout(() => this.wait.trigger(id, Errors.timeout), this.requestTimeoutMs());
-    timer.unref();
+    const result = this.wait.register(id, this.requestTimeoutMs(), Errors.timeout);
     if (type === ConfChangeType.ConfChangeRemoveNode && nodeId === this.memberId)
       this.selfRemovalWaits.add(id);
     try {
@@ -1110,7 +1119,6 @@ export class EtcdServer {
     try {
       await result;
     } finally {
-      clearTimeout(timer);
       this.selfRemovalWaits.delete(id);
     }
   }

@@ -1,12 +1,27 @@
 // Callers waiting for their proposal to be applied, keyed by request ID (etcd's wait registry).
 
-type Settle = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
+interface Waiter {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  deadline: NodeJS.Timeout | undefined;
+}
 
 export class WaitRegistry {
-  private readonly waiting = new Map<bigint, Settle>();
+  private readonly waiting = new Map<bigint, Waiter>();
 
-  register(id: bigint): Promise<unknown> {
-    return new Promise((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+  /**
+   * Waits for `id`'s result. With `timeoutMs`, the wait fails with `timeoutErr` unless a result comes
+   * first (the timer is the waiter's own, cleared with it: no extra promise per request).
+   */
+  register(id: bigint, timeoutMs?: number, timeoutErr?: Error): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      let deadline: NodeJS.Timeout | undefined;
+      if (timeoutMs !== undefined) {
+        deadline = setTimeout(() => this.trigger(id, timeoutErr ?? new Error('timed out')), timeoutMs);
+        deadline.unref();
+      }
+      this.waiting.set(id, { resolve, reject, deadline });
+    });
   }
 
   /** Delivers an apply result (an Error is delivered as a rejection). No-op if nobody waits. */
@@ -14,6 +29,7 @@ export class WaitRegistry {
     const w = this.waiting.get(id);
     if (w === undefined) return;
     this.waiting.delete(id);
+    if (w.deadline !== undefined) clearTimeout(w.deadline);
     if (result instanceof Error) w.reject(result);
     else w.resolve(result);
   }
@@ -22,7 +38,10 @@ export class WaitRegistry {
   failAll(err: Error): void {
     const all = [...this.waiting.values()];
     this.waiting.clear();
-    for (const w of all) w.reject(err);
+    for (const w of all) {
+      if (w.deadline !== undefined) clearTimeout(w.deadline);
+      w.reject(err);
+    }
   }
 
   get size(): number {
