@@ -30,7 +30,7 @@ export function registerMaintenance(grpc: GrpcServer, server: EtcdServer): void 
   });
   grpc.serverStream(m.snapshot, svc, (_req, stream) => void sendSnapshot(server, stream));
   grpc.unary(m.moveLeader, svc, async (req) => {
-    await server.moveLeader(req.targetID);
+    await server.reconfig.moveLeader(req.targetID);
     return { header: server.header(server.store.currentRevision) };
   });
 }

@@ -45,20 +45,20 @@ export function registerServices(grpc: GrpcServer, server: EtcdServer): void {
   const chdr = () => server.header(0);
   grpc.unary(cm.memberList, cluster, () => ({ header: chdr(), members: server.members() }));
   grpc.unary(cm.memberAdd, cluster, async (req) => {
-    const r = await server.memberAdd(req.peerURLs, req.isLearner);
+    const r = await server.reconfig.memberAdd(req.peerURLs, req.isLearner);
     return { header: chdr(), member: r.member, members: r.members };
   });
   grpc.unary(cm.memberRemove, cluster, async (req) => ({
     header: chdr(),
-    members: await server.memberRemove(req.ID),
+    members: await server.reconfig.memberRemove(req.ID),
   }));
   grpc.unary(cm.memberUpdate, cluster, async (req) => ({
     header: chdr(),
-    members: await server.memberUpdate(req.ID, req.peerURLs),
+    members: await server.reconfig.memberUpdate(req.ID, req.peerURLs),
   }));
   grpc.unary(cm.memberPromote, cluster, async (req) => ({
     header: chdr(),
-    members: await server.memberPromote(req.ID),
+    members: await server.reconfig.memberPromote(req.ID),
   }));
 
   registerMaintenance(grpc, server);

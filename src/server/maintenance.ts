@@ -12,8 +12,6 @@ import {
   type AlarmResponse,
   AlarmType,
   type Member,
-  type PutRequest,
-  type TxnRequest,
 } from '../gen/etcdserverpb/rpc.js';
 import { CLUSTER_VERSION_KEY, encodeMemberKey, encodeMemberValue } from '../mvcc/bbolt/index.js';
 import { defragStore, StoreChangedError } from '../mvcc/defrag.js';

@@ -10,13 +10,6 @@ import type {
   CompactionResponse,
   DeleteRangeRequest,
   DeleteRangeResponse,
-  LeaseGrantRequest,
-  LeaseGrantResponse,
-  LeaseLeasesResponse,
-  LeaseRevokeRequest,
-  LeaseRevokeResponse,
-  LeaseTimeToLiveRequest,
-  LeaseTimeToLiveResponse,
   Member,
   PutRequest,
   PutResponse,
@@ -37,32 +30,27 @@ import {
   type Message,
   type Snapshot,
 } from '../gen/raftpb/raft.js';
-import { LeaseNotFoundError, LeaseTTLTooLargeError } from '../lease/errors.js';
-import { Lessor, MAX_LEASE_TTL } from '../lease/lessor.js';
+import { Lessor } from '../lease/lessor.js';
 import { recoverDefrag } from '../mvcc/defrag.js';
 import { MvccStore } from '../mvcc/store.js';
-import { type ReadState, type SoftState, StateType } from '../raft/index.js';
-import {
-  createPeerEndpointsHandler,
-  leaseTimeToLiveHttp,
-  PeerHttpError,
-  PeerServer,
-  PeerTransport,
-  renewLeaseHttp,
-} from '../transport/index.js';
+import { type SoftState, StateType } from '../raft/index.js';
+import { createPeerEndpointsHandler, PeerHttpError, PeerServer, PeerTransport } from '../transport/index.js';
 import { Applier } from './apply.js';
 import { KvApplier } from './apply_kv.js';
 import { importBboltBackend } from './backend_import.js';
 import { BootstrapError, type Bootstrapped, bootstrap } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
-import { Code, Errors, EtcdError } from './errors.js';
+import { Errors } from './errors.js';
 import { checkDeleteRequest, checkPutRequest, checkRangeRequest, checkTxnRequest } from './kv_validate.js';
 import { lmdbLeaseBackend } from './lease_backend.js';
+import { Leases } from './leases.js';
 import type { Logger } from './logger.js';
 import { Maintenance } from './maintenance.js';
-import { idToHex, memberId } from './member_id.js';
+import { idToHex } from './member_id.js';
 import { type ClusterMember, Membership, memberFromJson, memberToJson } from './membership.js';
 import { RaftNode } from './raft_node.js';
+import { LinearizableReads } from './read_index.js';
+import { Reconfiguration } from './reconfig.js';
 import { RequestIdGenerator } from './request_id.js';
 import { SnapshotTransfer, v2StoreSnapshot } from './snapshot_transfer.js';
 import { CAPABILITY_VERSION, CLUSTER_VERSION, SERVER_VERSION } from './version.js';
@@ -71,7 +59,6 @@ import { WaitRegistry } from './wait.js';
 export class DataDirError extends Error {}
 
 /** How often remaining lease TTLs are written through the log (and so survive a restart). */
-const LEASE_CHECKPOINT_INTERVAL_MS = 5000;
 const CLUSTER_BUCKET = 'cluster';
 const CLUSTER_VERSION_KEY = Buffer.from('clusterVersion');
 
@@ -90,41 +77,6 @@ function makeDirs(dir: string): void {
   }
 }
 
-/** etcd allows one learner at a time. */
-const MAX_LEARNERS = 1;
-
-function normalizePeerUrls(urls: string[]): string[] {
-  const out: string[] = [];
-  for (const raw of urls) {
-    let u: URL;
-    try {
-      u = new URL(raw);
-    } catch {
-      throw Errors.memberBadURLs;
-    }
-    if (
-      (u.protocol !== 'http:' && u.protocol !== 'https:') ||
-      u.port === '' ||
-      (u.pathname !== '/' && u.pathname !== '')
-    ) {
-      throw Errors.memberBadURLs;
-    }
-    out.push(`${u.protocol}//${u.host}`);
-  }
-  if (out.length === 0) throw Errors.memberBadURLs;
-  return out.sort();
-}
-
-/** A new member's ID, as etcd makes it for `member add`: its peer URLs and the time, hashed. */
-function memberIdForAdd(peerUrls: string[]): bigint {
-  return memberId(peerUrls, '', Math.floor(Date.now() / 1000));
-}
-
-interface PendingRead {
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class EtcdServer {
   readonly memberId: bigint;
   readonly clusterId: bigint;
@@ -136,6 +88,8 @@ export class EtcdServer {
   private readonly snapTransfer: SnapshotTransfer;
   private peerServers: PeerServer[] = [];
   readonly lessor: Lessor;
+  /** the Lease RPCs, keepalive forwarding, expiry and TTL checkpoints (leases.ts) */
+  readonly leases: Leases;
   /** alarms, quota, snapshot, defrag, auto compaction, health (src/server/maintenance.ts) */
   readonly maintenance: Maintenance;
   private readonly kv: KvApplier;
@@ -145,12 +99,8 @@ export class EtcdServer {
   private applied: number;
   private snapshotIndex: number;
   private clusterVersion: string | undefined;
-  /** reads waiting for the next ReadIndex round, and rounds in flight by their context */
-  private pendingReads: PendingRead[] = [];
-  private readRounds = new Map<string, PendingRead[]>();
-  private readScheduled = false;
-  /** callers waiting until applied >= index */
-  private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
+  /** linearizable reads: ReadIndex rounds shared by the reads that arrive meanwhile */
+  private readonly reads: LinearizableReads;
   private published = false;
   private readonly readyWaiters: Array<() => void> = [];
   private boot: Bootstrapped | undefined;
@@ -163,11 +113,8 @@ export class EtcdServer {
   /** our own removal was applied: stop once this batch's callers have their answers */
   private removedSelf = false;
   private readonly closeListeners: Array<() => void> = [];
-  /** wait IDs of MemberRemove calls removing this very member */
-  private readonly selfRemovalWaits = new Set<bigint>();
-  private readonly timers: NodeJS.Timeout[] = [];
-  /** leases whose expiry revoke is in flight, so the expiry loop proposes each once */
-  private readonly revoking = new Set<bigint>();
+  /** member add/remove/update/promote and leader moves (reconfig.ts) */
+  readonly reconfig: Reconfiguration;
   private closed = false;
 
   private constructor(
@@ -207,6 +154,25 @@ export class EtcdServer {
     this.kv = new KvApplier(store, header, { leaseExists: (id) => this.lessor.lookup(id) !== undefined });
     this.applier = new Applier(store, this.kv, this.lessor, header, this.maintenance);
     this.ids = new RequestIdGenerator(this.memberId, Date.now());
+    this.leases = new Leases({
+      lessor: this.lessor,
+      log,
+      propose: (fields) => this.propose(fields),
+      checkQuota: (req) => this.maintenance.checkQuota(req),
+      isLeader: () => this.raft.isLeader(),
+      leaderPeerUrl: () => this.leaderPeerUrl(),
+      header: () => this.header(this.store.currentRevision),
+      newId: () => this.ids.generate(),
+      timeoutMs: () => this.requestTimeoutMs(),
+    });
+    this.reads = new LinearizableReads({
+      readIndex: (ctx) => this.raft.readIndex(ctx),
+      leaderKnown: () => this.raft.lead !== 0n,
+      waitForLeader: () => this.waitForLeader(),
+      newId: () => this.ids.generate(),
+      applied: () => this.applied,
+      timeoutMs: () => this.requestTimeoutMs(),
+    });
     // Raft re-delivers every committed entry after the last snapshot (conf changes rebuild its
     // configuration); the backend skips the ones its consistent index says it already holds.
     this.snapshotIndex = boot.snapshot?.metadata?.index ?? 0;
@@ -249,7 +215,7 @@ export class EtcdServer {
         reportCriticalError: (err) => {
           log.error({ error: err.message }, 'the cluster removed this member; stopping');
           // our removal committed (that is what the peer says): a caller waiting for it has its answer
-          for (const id of this.selfRemovalWaits) this.wait.trigger(id, undefined);
+          this.reconfig.answerSelfRemoval();
           // let an in-flight apply of our own removal answer its caller first
           setTimeout(() => this.close(), 1000).unref();
         },
@@ -258,6 +224,19 @@ export class EtcdServer {
     for (const m of this.membership.all()) {
       if (m.id !== this.memberId) this.transport.addPeer(m.id, m.peerURLs);
     }
+    this.reconfig = new Reconfiguration({
+      memberId: this.memberId,
+      membership: this.membership,
+      raft: this.raft,
+      wait: this.wait,
+      strictReconfigCheck: config.strictReconfigCheck,
+      heartbeatMs: config.heartbeatIntervalMs,
+      activeSince: (id) => this.transport.activeSince(id),
+      waitForLeader: () => this.waitForLeader(),
+      newId: () => this.ids.generate(),
+      timeoutMs: () => this.requestTimeoutMs(),
+      members: () => this.members(),
+    });
     this.snapTransfer = new SnapshotTransfer({
       log,
       memberId: this.memberId,
@@ -286,9 +265,7 @@ export class EtcdServer {
     });
     // a leader's snapshot whose backend restore was interrupted by a crash: finish it
     this.snapTransfer.recoverBackendFromSnapDb(this.snapshotIndex);
-    this.timers.push(setInterval(() => this.revokeExpiredLeases(), 250));
-    this.timers.push(setInterval(() => this.checkpointLeases(), LEASE_CHECKPOINT_INTERVAL_MS));
-    for (const t of this.timers) t.unref();
+    this.leases.start();
     this.maintenance.start();
   }
 
@@ -371,12 +348,12 @@ export class EtcdServer {
       clusterVersion: () => this.clusterVersion,
       renewLease: async (id) => {
         if (!this.raft.isLeader()) throw new PeerHttpError(500, 'not leader');
-        const ttl = this.leaseRenewLocal(id);
+        const ttl = this.leases.renewLocal(id);
         if (ttl === 0) throw new PeerHttpError(404, 'lease not found');
         return ttl;
       },
       leaseTimeToLive: async (id, keys) => {
-        const r = this.leaseTimeToLiveLocal({ ID: id, keys });
+        const r = this.leases.timeToLiveLocal({ ID: id, keys });
         if (r.TTL === -1) throw new PeerHttpError(404, 'lease not found');
         return r;
       },
@@ -408,7 +385,7 @@ export class EtcdServer {
       send: (msgs) => this.snapTransfer.send(msgs),
       apply: (entries) => this.applyEntries(entries),
       onSoftState: (ss) => this.onSoftState(ss),
-      onReadStates: (rs) => this.onReadStates(rs),
+      onReadStates: (rs) => this.reads.onReadStates(rs),
       onSnapshot: (snap) => this.onSnapshot(snap),
       onFatal: () => this.close(),
     });
@@ -551,11 +528,7 @@ export class EtcdServer {
       );
       setTimeout(() => this.close(), 100).unref();
     }
-    if (this.appliedWaiters.length > 0) {
-      const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
-      this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
-      for (const w of ready) w.resolve();
-    }
+    this.reads.onApplied(this.applied);
     if (this.campaignAfterApply && this.raft.lead === 0n) {
       this.campaignAfterApply = false;
       // after this Ready is advanced: raft refuses to campaign while configuration entries are unapplied
@@ -710,63 +683,9 @@ export class EtcdServer {
     });
   }
 
-  // ---- linearizable reads: ReadIndex rounds shared by every read that arrives meanwhile ----
-
   /** Resolves when a read may be served locally and see every write committed before it was asked. */
   linearizableReadNotify(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pendingReads.push({ resolve, reject });
-      if (!this.readScheduled) {
-        this.readScheduled = true;
-        setImmediate(() => this.startReadRound());
-      }
-    });
-  }
-
-  private startReadRound(): void {
-    this.readScheduled = false;
-    const batch = this.pendingReads;
-    this.pendingReads = [];
-    if (batch.length === 0) return;
-    if (this.raft.lead === 0n) {
-      this.waitForLeader().then(
-        () => {
-          this.pendingReads.push(...batch);
-          this.startReadRound();
-        },
-        (err) => {
-          for (const r of batch) r.reject(err);
-        },
-      );
-      return;
-    }
-    // the context must be unique cluster-wide: the leader tracks pending reads by it, and a second
-    // request with the same context (another member's counter) would never be answered
-    const ctx = Buffer.allocUnsafe(8);
-    ctx.writeBigUInt64BE(this.ids.generate());
-    const key = ctx.toString('hex');
-    this.readRounds.set(key, batch);
-    this.raft.readIndex(ctx);
-    setTimeout(() => {
-      const pending = this.readRounds.get(key);
-      if (pending === undefined) return;
-      this.readRounds.delete(key);
-      for (const r of pending) r.reject(Errors.timeout);
-    }, this.requestTimeoutMs()).unref();
-  }
-
-  private onReadStates(states: ReadState[]): void {
-    for (const rs of states) {
-      const key = rs.requestCtx.toString('hex');
-      const batch = this.readRounds.get(key);
-      if (batch === undefined) continue;
-      this.readRounds.delete(key);
-      const done = () => {
-        for (const r of batch) r.resolve();
-      };
-      if (this.applied >= rs.index) done();
-      else this.appliedWaiters.push({ index: rs.index, resolve: done });
-    }
+    return this.reads.notify();
   }
 
   private requestTimeoutMs(): number {
@@ -875,254 +794,13 @@ export class EtcdServer {
 
   // ---- Lease ----
 
-  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
-    if (req.TTL > MAX_LEASE_TTL) throw new LeaseTTLTooLargeError();
-    await this.maintenance.checkQuota({ leaseGrant: req });
-    const ID = req.ID !== 0n ? req.ID : this.ids.generate() & 0x7fffffffffffffffn;
-    return (await this.propose({ leaseGrant: { ID, TTL: req.TTL } })) as LeaseGrantResponse;
-  }
-
-  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
-    return (await this.propose({ leaseRevoke: req })) as LeaseRevokeResponse;
-  }
-
-  /**
-   * A keepalive: resets the lease's clock. Only the leader runs lease clocks, so a follower forwards
-   * the renewal to it over the peer port (etcd's /leases). Resolves to the TTL, 0 if the lease is gone.
-   */
-  async leaseRenew(id: bigint): Promise<number> {
-    if (this.raft.isLeader()) return this.leaseRenewLocal(id);
-    const leaderUrl = this.leaderPeerUrl();
-    try {
-      return await renewLeaseHttp(leaderUrl, id, AbortSignal.timeout(this.requestTimeoutMs()));
-    } catch (err) {
-      if (/lease not found/.test(String((err as Error).message))) return 0;
-      throw Errors.timeout;
-    }
-  }
-
-  leaseRenewLocal(id: bigint): number {
-    try {
-      return this.lessor.renew(id);
-    } catch (err) {
-      if (err instanceof LeaseNotFoundError) return 0;
-      throw err;
-    }
-  }
-
-  private leaderPeerUrl(): string {
+  leaderPeerUrl(): string {
     const lead = this.raft.lead;
     if (lead === 0n) throw Errors.noLeader;
     const url = this.membership.get(lead)?.peerURLs[0];
     if (url === undefined) throw Errors.noLeader;
     return url;
   }
-
-  /** Remaining TTLs live on the leader: followers ask it. */
-  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
-    if (this.raft.isLeader()) return this.leaseTimeToLiveLocal(req);
-    try {
-      const r = await leaseTimeToLiveHttp(
-        this.leaderPeerUrl(),
-        req.ID,
-        req.keys,
-        AbortSignal.timeout(this.requestTimeoutMs()),
-      );
-      return { ...r, header: this.header(this.store.currentRevision) };
-    } catch (err) {
-      if (/lease not found|404/.test(String((err as Error).message))) {
-        return {
-          header: this.header(this.store.currentRevision),
-          ID: req.ID,
-          TTL: -1,
-          grantedTTL: 0,
-          keys: [],
-        };
-      }
-      throw Errors.timeout;
-    }
-  }
-
-  leaseTimeToLiveLocal(req: LeaseTimeToLiveRequest): LeaseTimeToLiveResponse {
-    const header = this.header(this.store.currentRevision);
-    const l = this.lessor.lookup(req.ID);
-    if (l === undefined) return { header, ID: req.ID, TTL: -1, grantedTTL: 0, keys: [] };
-    // etcd truncates: a 10 s lease shows 9 s remaining a moment after its grant
-    const ttl = Math.floor(this.lessor.remainingMs(l) / 1000);
-    const keys = req.keys ? [...l.keys].sort().map((k) => Buffer.from(k, 'latin1')) : [];
-    return { header, ID: l.id, TTL: ttl, grantedTTL: l.ttl, keys };
-  }
-
-  leaseLeases(): LeaseLeasesResponse {
-    return {
-      header: this.header(this.store.currentRevision),
-      leases: this.lessor.ids().map((ID) => ({ ID })),
-    };
-  }
-
-  private revokeExpiredLeases(): void {
-    if (this.closed) return;
-    for (const id of this.lessor.expired()) {
-      if (this.revoking.has(id)) continue;
-      this.revoking.add(id);
-      this.propose({ leaseRevoke: { ID: id } })
-        .catch((err) => {
-          if (!(err instanceof LeaseNotFoundError)) {
-            this.log.warn(
-              { 'lease-id': id.toString(16), error: String(err) },
-              'failed to revoke an expired lease',
-            );
-          }
-        })
-        .finally(() => this.revoking.delete(id));
-    }
-  }
-
-  /** Persists remaining TTLs through the log, so a restart does not hand every lease a fresh TTL. */
-  private checkpointLeases(): void {
-    if (this.closed) return;
-    const checkpoints = this.lessor
-      .checkpointCandidates()
-      .map((c) => ({ ID: c.id, remainingTTL: c.remainingTtl }));
-    if (checkpoints.length === 0) return;
-    this.propose({ leaseCheckpoint: { checkpoints } }).catch(() => {});
-  }
-
-  // ---- Cluster ----
-
-  /** Adds a member (a voter, or a learner) by a conf-change entry; etcd's checks first. */
-  async memberAdd(peerURLs: string[], isLearner: boolean): Promise<{ member: Member; members: Member[] }> {
-    const urls = normalizePeerUrls(peerURLs);
-    for (const m of this.membership.all()) {
-      if (m.peerURLs.some((u) => urls.includes(u))) throw Errors.peerURLExist;
-    }
-    if (isLearner && this.membership.all().filter((m) => m.isLearner).length >= MAX_LEARNERS) {
-      throw Errors.tooManyLearners;
-    }
-    if (!isLearner && this.config.strictReconfigCheck) {
-      // after the add, the started members must still form a quorum of the larger cluster; growing
-      // a lone member to two is allowed (that is how a cluster is restored from one member)
-      const voters = this.membership.voters().length + 1;
-      const started = this.startedVoters();
-      if (!(started === 1 && voters === 2) && started < Math.floor(voters / 2) + 1) {
-        throw Errors.memberNotEnoughStarted;
-      }
-    }
-    const m: ClusterMember = {
-      id: memberIdForAdd(urls),
-      name: '',
-      peerURLs: urls,
-      clientURLs: [],
-      isLearner,
-    };
-    await this.proposeConfChange(
-      isLearner ? ConfChangeType.ConfChangeAddLearnerNode : ConfChangeType.ConfChangeAddNode,
-      m.id,
-      memberToJson(m),
-    );
-    return { member: this.membership.toWire(this.membership.get(m.id) ?? m), members: this.members() };
-  }
-
-  async memberRemove(id: bigint): Promise<Member[]> {
-    const m = this.membership.get(id);
-    if (m === undefined) throw this.membership.isRemoved(id) ? Errors.memberNotFound : Errors.memberNotFound;
-    if (this.config.strictReconfigCheck && !m.isLearner) {
-      const voters = this.membership.voters().length - 1;
-      const up = this.startedVoters() - (this.isStarted(id) ? 1 : 0);
-      if (up < Math.floor(voters / 2) + 1) throw Errors.memberNotEnoughStarted;
-      // a member that is down is safe to remove; otherwise the reachable members must keep a quorum
-      if (id !== this.memberId && this.transport.activeSince(id) !== undefined) {
-        const all = this.membership.voters();
-        const active = all.filter(
-          (v) => v.id === this.memberId || this.transport.activeSince(v.id) !== undefined,
-        ).length;
-        if (active - 1 < 1 + Math.floor((all.length - 1) / 2)) throw Errors.unhealthy;
-      }
-    }
-    await this.proposeConfChange(ConfChangeType.ConfChangeRemoveNode, id, '');
-    return this.members().filter((x) => x.ID !== id);
-  }
-
-  async memberUpdate(id: bigint, peerURLs: string[]): Promise<Member[]> {
-    const m = this.membership.get(id);
-    if (m === undefined) throw Errors.memberNotFound;
-    const urls = normalizePeerUrls(peerURLs);
-    for (const o of this.membership.all()) {
-      if (o.id !== id && o.peerURLs.some((u) => urls.includes(u))) throw Errors.peerURLExist;
-    }
-    await this.proposeConfChange(
-      ConfChangeType.ConfChangeUpdateNode,
-      id,
-      memberToJson({ ...m, peerURLs: urls }, false),
-    );
-    return this.members();
-  }
-
-  async memberPromote(id: bigint): Promise<Member[]> {
-    const m = this.membership.get(id);
-    if (m === undefined) throw Errors.memberNotFound;
-    if (!m.isLearner) throw Errors.memberNotLearner;
-    if (this.raft.isLeader()) {
-      // only a learner whose log is close to the leader's may vote (etcd: 90% of the leader's match)
-      const progress = this.raft.node.status().progress;
-      const leaderMatch = progress?.get(this.memberId)?.match ?? 0;
-      const learnerMatch = progress?.get(id)?.match ?? 0;
-      if (learnerMatch < leaderMatch * 0.9) throw Errors.learnerNotReady;
-    }
-    await this.proposeConfChange(
-      ConfChangeType.ConfChangeAddNode,
-      id,
-      memberToJson({ ...m, isLearner: false }, false),
-    );
-    return this.members();
-  }
-
-  /** Hands leadership to `target` (leader only) and waits until it has taken over. */
-  async moveLeader(target: bigint): Promise<void> {
-    if (!this.raft.isLeader()) throw Errors.notLeader;
-    const m = this.membership.get(target);
-    if (m === undefined || m.isLearner) throw Errors.badLeaderTransferee;
-    if (target === this.memberId) return;
-    this.raft.node.transferLeader(target);
-    this.raft.schedule();
-    const deadline = Date.now() + this.requestTimeoutMs();
-    while (Date.now() < deadline) {
-      if (this.raft.lead === target) return;
-      await new Promise((r) => setTimeout(r, this.config.heartbeatIntervalMs));
-    }
-    throw new EtcdError(Code.UNAVAILABLE, 'etcdserver: request timed out, leader transfer took too long');
-  }
-
-  /** etcd's "started": the member has published its attributes (it has a name). */
-  private isStarted(id: bigint): boolean {
-    return (this.membership.get(id)?.name ?? '') !== '';
-  }
-
-  private startedVoters(): number {
-    return this.membership.voters().filter((m) => this.isStarted(m.id)).length;
-  }
-
-  private async proposeConfChange(type: ConfChangeType, nodeId: bigint, context: string): Promise<void> {
-    await this.waitForLeader();
-    const id = this.ids.generate();
-    const result = this.wait.register(id, this.requestTimeoutMs(), Errors.timeout);
-    if (type === ConfChangeType.ConfChangeRemoveNode && nodeId === this.memberId)
-      this.selfRemovalWaits.add(id);
-    try {
-      this.raft.node.proposeConfChange(
-        ConfChange.fromPartial({ id, type, nodeId, context: Buffer.from(context) }),
-      );
-      this.raft.schedule();
-    } catch {
-      this.wait.trigger(id, Errors.leaderChanged);
-    }
-    try {
-      await result;
-    } finally {
-      this.selfRemovalWaits.delete(id);
-    }
-  }
-
   // ---- Cluster / Maintenance ----
 
   members(): Member[] {
@@ -1154,13 +832,11 @@ export class EtcdServer {
     if (this.closed) return;
     this.closed = true;
     for (const cb of this.closeListeners.splice(0)) queueMicrotask(cb);
-    for (const t of this.timers) clearInterval(t);
+    this.leases.stop();
     this.maintenance.stop();
     this.raft.stop();
     this.wait.failAll(Errors.stopped);
-    for (const r of this.pendingReads.splice(0)) r.reject(Errors.stopped);
-    for (const [, batch] of this.readRounds) for (const r of batch) r.reject(Errors.stopped);
-    this.readRounds.clear();
+    this.reads.failAll(Errors.stopped);
     void this.transport.stop();
     for (const p of this.peerServers) void p.close();
     this.store.close();
