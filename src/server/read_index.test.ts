@@ -34,7 +34,7 @@ function harness(over: Partial<ReadIndexDeps> = {}) {
 /** Records which of the given promises have settled, and how. */
 function track(ps: Promise<unknown>[]) {
   const state: string[] = ps.map(() => 'pending');
-  ps.forEach((p, i) =>
+  for (const [i, p] of ps.entries()) {
     p.then(
       () => {
         state[i] = 'ok';
@@ -42,8 +42,8 @@ function track(ps: Promise<unknown>[]) {
       (e) => {
         state[i] = `err:${(e as Error).message}`;
       },
-    ),
-  );
+    );
+  }
   return state;
 }
 
