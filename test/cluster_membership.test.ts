@@ -175,16 +175,22 @@ test('etcdctl move-leader hands leadership to the named member', {
   }
 });
 
+/** Removes a follower with `member remove`, sent to the leader or to the follower itself. */
+async function removeAFollower(c: Cluster, via: 'leader' | 'itself') {
+  const leader = await c.waitForLeader();
+  const gone = c.members.find((m) => m.name !== leader)!.name;
+  const id = (await memberList(c.endpoints())).find((m) => m.name === gone)!.id;
+  const rm = await etcdctl(c.endpoints([via === 'leader' ? leader : gone]), ['member', 'remove', id]);
+  return { leader, gone, id, rm };
+}
+
 test('a removed member stops serving and its process exits, as etcd does', {
   skip: noCtl,
   timeout: 60_000,
 }, async () => {
   const c = await Cluster.create();
   try {
-    const leader = await c.waitForLeader();
-    const gone = c.members.find((m) => m.name !== leader)!.name;
-    const id = (await memberList(c.endpoints())).find((m) => m.name === gone)!.id;
-    const rm = await etcdctl(c.endpoints([leader]), ['member', 'remove', id]);
+    const { gone, rm } = await removeAFollower(c, 'leader');
     assert.equal(rm.code, 0, rm.stderr);
     const code = await within(c.member(gone).proc!.exited, 5000, 'running');
     assert.notEqual(code, 'running', `${gone} is still running 5 s after it was removed`);
@@ -199,10 +205,7 @@ test('member remove sent to the member being removed is acknowledged', {
 }, async () => {
   const c = await Cluster.create();
   try {
-    const leader = await c.waitForLeader();
-    const gone = c.members.find((m) => m.name !== leader)!.name;
-    const id = (await memberList(c.endpoints())).find((m) => m.name === gone)!.id;
-    const rm = await etcdctl(c.endpoints([gone]), ['member', 'remove', id]);
+    const { leader, id, rm } = await removeAFollower(c, 'itself');
     // whatever the answer, the removal took effect
     const list = await memberList(c.endpoints([leader]));
     assert.ok(!list.some((m) => m.id === id), 'the member was not removed');
