@@ -33,6 +33,7 @@ import {
 import { Lessor } from '../lease/lessor.js';
 import { recoverDefrag } from '../mvcc/defrag.js';
 import { MvccStore } from '../mvcc/store.js';
+import { encodeToBuffer } from '../pb/encode.js';
 import { type SoftState, StateType } from '../raft/index.js';
 import { createPeerEndpointsHandler, PeerHttpError, PeerServer, PeerTransport } from '../transport/index.js';
 import { Applier } from './apply.js';
@@ -753,7 +754,7 @@ export class EtcdServer {
     const id = this.ids.generate();
     const req = InternalRaftRequest.fromPartial({ header: { ID: id } });
     Object.assign(req, fields);
-    const data = InternalRaftRequest.encode(req).finish();
+    const data = encodeToBuffer(InternalRaftRequest, req);
     // etcd measures the encoded raft request against --max-request-bytes
     if (data.length > this.config.maxRequestBytes) return Promise.reject(Errors.requestTooLarge);
     return this.proposeRaw(id, data);

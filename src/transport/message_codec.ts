@@ -1,15 +1,14 @@
 // The "message" stream and snapshot-header encoding: each raft message as an 8-byte big-endian
 // length followed by the marshaled raftpb.Message.
 import { Message } from '../gen/raftpb/raft.js';
+import { encodeToBuffer } from '../pb/encode.js';
 import { ByteQueue, putUInt64 } from './byte_queue.js';
 import { READ_BYTES_LIMIT } from './constants.js';
 
 /** One framed message: length prefix + body, in one buffer. */
 export function encodeMessageFrame(m: Message): Buffer {
-  const body = Message.encode(m).finish();
-  const out = Buffer.allocUnsafe(8 + body.length);
-  putUInt64(out, body.length, 0);
-  out.set(body, 8);
+  const out = encodeToBuffer(Message, m, 8);
+  putUInt64(out, out.length - 8, 0);
   return out;
 }
 

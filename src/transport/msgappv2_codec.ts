@@ -6,6 +6,7 @@
 //   2 a full message: u64 size + marshaled raftpb.Message; resets the (term, index) state.
 // Encoder and decoder keep the same (term, index) state; both start at (0, 0) per connection.
 import { type Entry, Entry as EntryCodec, Message, MessageType } from '../gen/raftpb/raft.js';
+import { encodeToBuffer } from '../pb/encode.js';
 import { ByteQueue, putUInt64 } from './byte_queue.js';
 import { READ_BYTES_LIMIT } from './constants.js';
 
@@ -40,7 +41,7 @@ export class MsgAppV2Encoder {
       const bodies: Uint8Array[] = new Array(n);
       let total = 1 + 8 + 8;
       for (let i = 0; i < n; i++) {
-        bodies[i] = EntryCodec.encode(m.entries[i]).finish();
+        bodies[i] = encodeToBuffer(EntryCodec, m.entries[i]);
         total += 8 + bodies[i].length;
       }
       const buf = Buffer.allocUnsafe(total);
@@ -57,11 +58,9 @@ export class MsgAppV2Encoder {
       this.index += n;
       return;
     }
-    const body = Message.encode(m).finish();
-    const buf = Buffer.allocUnsafe(9 + body.length);
+    const buf = encodeToBuffer(Message, m, 9);
     buf[0] = TYPE_APP;
-    putUInt64(buf, body.length, 1);
-    buf.set(body, 9);
+    putUInt64(buf, buf.length - 9, 1);
     out.push(buf);
     this.term = m.term;
     this.index = m.entries.length > 0 ? m.entries[m.entries.length - 1].index : m.index;

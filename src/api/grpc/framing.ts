@@ -1,6 +1,8 @@
 // gRPC message framing over HTTP/2 DATA frames: each message is a 5-byte prefix
 // (1 byte compressed flag, 4 bytes big-endian length) followed by the encoded protobuf.
 
+import { type Encoder, encodeToBuffer } from '../../pb/encode.js';
+
 export const PREFIX_BYTES = 5;
 
 /** Frames one encoded message. */
@@ -9,6 +11,14 @@ export function frameMessage(payload: Uint8Array): Buffer {
   out[0] = 0;
   out.writeUInt32BE(payload.length, 1);
   out.set(payload, PREFIX_BYTES);
+  return out;
+}
+
+/** Encodes and frames one message in a single buffer. */
+export function encodeFramed<T>(codec: Encoder<T>, message: T): Buffer {
+  const out = encodeToBuffer(codec, message, PREFIX_BYTES);
+  out[0] = 0;
+  out.writeUInt32BE(out.length - PREFIX_BYTES, 1);
   return out;
 }
 

@@ -6,7 +6,7 @@ import { constants as h2 } from 'node:http2';
 import type { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { Code } from '../../server/errors.js';
 import { toWireStatus, type WireStatus } from '../status.js';
-import { Deframer, frameMessage } from './framing.js';
+import { Deframer, encodeFramed } from './framing.js';
 
 /** What ts-proto generates for a message type. */
 export interface Codec<T> {
@@ -281,9 +281,9 @@ class Call<Req, Res> implements BidiStream<Req, Res> {
 
   private finishUnary(res: Res): void {
     if (this.done) return;
-    let payload: Uint8Array;
+    let frame: Buffer;
     try {
-      payload = (this.route.method.responseType as Codec<Res>).encode(res).finish();
+      frame = encodeFramed(this.route.method.responseType as Codec<Res>, res);
     } catch (err) {
       this.end(err);
       return;
@@ -294,7 +294,7 @@ class Call<Req, Res> implements BidiStream<Req, Res> {
     if (stream.destroyed || stream.closed) return;
     stream.respond(OK_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frameMessage(payload));
+    stream.end(frame);
   }
 
   private onEnd(): void {
@@ -359,8 +359,7 @@ class Call<Req, Res> implements BidiStream<Req, Res> {
       this.responded = true;
       stream.respond(OK_HEADERS, { waitForTrailers: true });
     }
-    const payload = (this.route.method.responseType as Codec<Res>).encode(res).finish();
-    return stream.write(frameMessage(payload));
+    return stream.write(encodeFramed(this.route.method.responseType as Codec<Res>, res));
   }
 
   end(err?: unknown): void {
