@@ -21,8 +21,11 @@ export interface AckedIndexer {
 /** The value used as "infinite" commit index of an empty configuration (it never constrains a joint min). */
 export const MaxIndex = Number.MAX_SAFE_INTEGER;
 
-const scratch: number[] = [];
-const descending = (a: number, b: number): number => b - a;
+/**
+ * Reused for every call: this runs on each append acknowledgement, and Array.prototype.sort allocates a
+ * work array per call. Insertion sort is also the fastest sort for a handful of voters.
+ */
+let scratch = new Float64Array(8);
 
 /**
  * The largest index acknowledged by a majority of `c` (§5.3/§5.4: an entry is committed once stored on a
@@ -31,13 +34,21 @@ const descending = (a: number, b: number): number => b - a;
 export function majorityCommittedIndex(c: MajorityConfig, l: AckedIndexer): number {
   const n = c.size;
   if (n === 0) return MaxIndex;
-  scratch.length = n;
+  if (scratch.length < n) scratch = new Float64Array(n * 2);
+  const a = scratch;
   let k = 0;
-  for (const id of c) scratch[k++] = l.ackedIndex(id) ?? 0;
-  if (n === 1) return scratch[0];
-  scratch.sort(descending);
+  for (const id of c) {
+    // insert in descending order
+    const v = l.ackedIndex(id) ?? 0;
+    let j = k++;
+    while (j > 0 && a[j - 1]! < v) {
+      a[j] = a[j - 1]!;
+      j--;
+    }
+    a[j] = v;
+  }
   // Sorted high to low, the index at position floor(n/2) (the (n/2+1)-th highest) is held by a majority.
-  return scratch[n >> 1];
+  return a[n >> 1]!;
 }
 
 /** Outcome of an election given the votes so far (true = granted). */
