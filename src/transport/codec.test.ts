@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { EntryType, Message, MessageType } from '../gen/raftpb/raft.js';
 import { encodeMessageFrame, MessageDecoder } from './message_codec.js';
 import { isLinkHeartbeat, linkHeartbeat, MsgAppV2Decoder, MsgAppV2Encoder } from './msgappv2_codec.js';
+import { httpChunk } from './stream_writer.js';
 
 const LOCAL = 0x1111n;
 const REMOTE = 0xfedcba9876543210n;
@@ -198,4 +199,10 @@ test('msgappv2: known-term shortcut layout', () => {
 test('msgappv2: unknown frame type is an error', () => {
   const dec = new MsgAppV2Decoder(LOCAL, REMOTE);
   assert.throws(() => dec.push(Buffer.from([9]), () => {}), /failed to parse type 9 in msgappv2 stream/);
+});
+
+test('httpChunk frames data as one HTTP/1.1 chunk', () => {
+  assert.equal(httpChunk(Buffer.from('hello')).toString('latin1'), '5\r\nhello\r\n');
+  const big = Buffer.alloc(300, 0x61);
+  assert.equal(httpChunk(big).toString('latin1'), `12c\r\n${'a'.repeat(300)}\r\n`);
 });
