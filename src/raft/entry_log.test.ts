@@ -90,6 +90,11 @@ function outcome<T>(f: () => T): { ok: T } | { err: string } {
   }
 }
 
+/** The storage and the model give the same value, or fail the same way. */
+function same<T>(storage: () => T, model: () => T): void {
+  assert.deepEqual(outcome(storage), outcome(model));
+}
+
 const plain = (es: Entry[]) =>
   es.map((e) => ({ term: e.term, index: e.index, type: e.type, data: e.data.toString('hex') }));
 
@@ -178,17 +183,17 @@ describe('entry log (MemoryStorage)', () => {
                 const data = backing.subarray(cursor, (cursor += e.size));
                 return { term: e.term, index: at + k, type: e.type, data };
               });
-              assert.deepEqual(
-                outcome(() => st.append(ents)),
-                outcome(() => model.append(ents.map((e) => ({ ...e, data: Buffer.from(e.data) })))),
+              same(
+                () => st.append(ents),
+                () => model.append(ents.map((e) => ({ ...e, data: Buffer.from(e.data) }))),
               );
               backing.fill(0xee);
               break;
             }
             case 'compact':
-              assert.deepEqual(
-                outcome(() => st.compact(pick(o.at, 1, 1))),
-                outcome(() => model.compact(pick(o.at, 1, 1))),
+              same(
+                () => st.compact(pick(o.at, 1, 1)),
+                () => model.compact(pick(o.at, 1, 1)),
               );
               break;
             case 'snapshot': {
@@ -196,18 +201,18 @@ describe('entry log (MemoryStorage)', () => {
                 data: EMPTY,
                 metadata: { index: last + o.at, term: o.term, confState: emptyConfState() },
               });
-              assert.deepEqual(
-                outcome(() => st.applySnapshot(snap())),
-                outcome(() => model.applySnapshot(snap())),
+              same(
+                () => st.applySnapshot(snap()),
+                () => model.applySnapshot(snap()),
               );
               break;
             }
             case 'createSnapshot': {
               // Not before the snapshot point: the old storage threw a TypeError there (now ErrCompacted).
               const i = pick(o.at, 1, 1);
-              assert.deepEqual(
-                outcome(() => st.createSnapshot(i, undefined, EMPTY).metadata!.term),
-                outcome(() => model.createSnapshot(i)),
+              same(
+                () => st.createSnapshot(i, undefined, EMPTY).metadata!.term,
+                () => model.createSnapshot(i),
               );
               break;
             }
@@ -221,16 +226,16 @@ describe('entry log (MemoryStorage)', () => {
                 for (const e of model.ents.slice(from, from + o.maxSize.cut)) maxSize += entrySize(e);
                 maxSize += o.maxSize.delta;
               }
-              assert.deepEqual(
-                outcome(() => plain(st.entries(lo, hi, maxSize))),
-                outcome(() => plain(model.entries(lo, hi, maxSize))),
+              same(
+                () => plain(st.entries(lo, hi, maxSize)),
+                () => plain(model.entries(lo, hi, maxSize)),
               );
               break;
             }
             case 'term':
-              assert.deepEqual(
-                outcome(() => st.term(pick(o.at, 2, 2))),
-                outcome(() => model.term(pick(o.at, 2, 2))),
+              same(
+                () => st.term(pick(o.at, 2, 2)),
+                () => model.term(pick(o.at, 2, 2)),
               );
               break;
           }

@@ -8,18 +8,20 @@ export const PREFIX_BYTES = 5;
 /** Frames one encoded message. */
 export function frameMessage(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(PREFIX_BYTES + payload.length);
-  out[0] = 0;
-  out.writeUInt32BE(payload.length, 1);
   out.set(payload, PREFIX_BYTES);
-  return out;
+  return putPrefix(out);
 }
 
 /** Encodes and frames one message in a single buffer. */
 export function encodeFramed<T>(codec: Encoder<T>, message: T): Buffer {
-  const out = encodeToBuffer(codec, message, PREFIX_BYTES);
-  out[0] = 0;
-  out.writeUInt32BE(out.length - PREFIX_BYTES, 1);
-  return out;
+  return putPrefix(encodeToBuffer(codec, message, PREFIX_BYTES));
+}
+
+/** Fills in the prefix of a frame whose message already follows it: uncompressed, and its length. */
+function putPrefix(frame: Buffer): Buffer {
+  frame[0] = 0;
+  frame.writeUInt32BE(frame.length - PREFIX_BYTES, 1);
+  return frame;
 }
 
 export class FrameTooLargeError extends Error {
