@@ -387,20 +387,34 @@ describe('WatchableStore', () => {
     assert.equal(sink.events(0).length, 20, 'every event came before the progress notification');
   });
 
-  test('progress notify: periodic empty responses, elided after events', async () => {
-    const { s, w } = open({ progressIntervalMs: 40 });
+  test('progress notify: each tick reports, except the first tick after events', () => {
+    // ticks are driven by hand so that the assertions do not depend on timer accuracy under load
+    const { s, w } = open({ progressIntervalMs: 3_600_000 });
     const { sink, ws } = stream(w);
     ws.watch({ key: B('a'), progressNotify: true });
     ws.watch({ key: B('b') });
-    await new Promise((r) => setTimeout(r, 60));
-    assert.deepEqual(sink.summary(), [[0, 1, []]]);
+    w.progressTick(ws);
+    assert.deepEqual(sink.summary(), [[0, 1, []]], 'only the watcher that asked for progress');
     put(s, 'a', '1');
-    await new Promise((r) => setTimeout(r, 50));
-    // the tick after an event sends nothing; the next one reports again
-    assert.deepEqual(sink.summary().slice(1), [[0, 2, ['PUT a=1@2']]]);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(sink.summary().slice(2), [[0, 2, []]]);
+    w.progressTick(ws);
+    assert.deepEqual(sink.summary().slice(1), [[0, 2, ['PUT a=1@2']]], 'the tick after an event sends nothing');
+    w.progressTick(ws);
+    assert.deepEqual(sink.summary().slice(2), [[0, 2, []]], 'the next one reports again');
     ws.close();
+  });
+
+  test('progress notify: the stream timer ticks by itself and stops when the stream closes', async () => {
+    const { w } = open({ progressIntervalMs: 20 });
+    const { sink, ws } = stream(w);
+    ws.watch({ key: B('a'), progressNotify: true });
+    const deadline = Date.now() + 5_000;
+    while (sink.got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(sink.got.length >= 2, `two periodic notifications within 5 s (got ${sink.got.length})`);
+    for (const d of sink.got) assert.deepEqual([d.watchId, d.revision, d.events.length], [0, 1, 0]);
+    ws.close();
+    const n = sink.got.length;
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(sink.got.length, n, 'nothing after close');
   });
 
   test('slow consumer: a blocked stream gets nothing, others everything; it catches up on resume', async () => {
