@@ -397,7 +397,11 @@ describe('WatchableStore', () => {
     assert.deepEqual(sink.summary(), [[0, 1, []]], 'only the watcher that asked for progress');
     put(s, 'a', '1');
     w.progressTick(ws);
-    assert.deepEqual(sink.summary().slice(1), [[0, 2, ['PUT a=1@2']]], 'the tick after an event sends nothing');
+    assert.deepEqual(
+      sink.summary().slice(1),
+      [[0, 2, ['PUT a=1@2']]],
+      'the tick after an event sends nothing',
+    );
     w.progressTick(ws);
     assert.deepEqual(sink.summary().slice(2), [[0, 2, []]], 'the next one reports again');
     ws.close();
