@@ -29,36 +29,43 @@ export async function startEtcd(config: ServerConfig, logger?: Logger): Promise<
     { 'etcd-version': SERVER_VERSION, 'data-dir': config.dataDir, name: config.name },
     'starting an etcd-ts server',
   );
-  const server = await EtcdServer.start(config, log);
-  const grpc = new GrpcServer({ maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES });
-  registerServices(grpc, server);
-
+  // The client ports are bound first, as etcd does: a port conflict fails before any heavy work, and
+  // clients that connect while the member loads its data wait rather than being refused.
   const listeners: ClientListener[] = [];
   const clientUrls: string[] = [];
   try {
     for (const url of config.listenClientUrls) {
-      const listener = new ClientListener(
-        {
-          onStream: (stream, headers) => {
-            if (GrpcServer.isGrpc(headers)) grpc.handle(stream, headers);
-            else {
-              stream.respond({ ':status': 404, 'content-type': 'text/plain' });
-              stream.end('etcd-ts: HTTP/2 without gRPC is not served yet; use HTTP/1.1\n');
-            }
-          },
-          onHttp1: (req, res) => handleHttp(server, req, res),
-        },
-        { maxConcurrentStreams: config.maxConcurrentStreams },
-      );
+      const listener = new ClientListener(undefined, { maxConcurrentStreams: config.maxConcurrentStreams });
+      listeners.push(listener);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       const bound = await listener.listen(host === 'localhost' ? '127.0.0.1' : host, Number(url.port));
-      listeners.push(listener);
       clientUrls.push(`${url.protocol}//${url.hostname}:${bound.port}`);
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()));
-    server.close();
     throw new Error(`cannot listen for client requests: ${(err as Error).message}`);
+  }
+
+  let server: EtcdServer;
+  try {
+    server = await EtcdServer.start(config, log);
+  } catch (err) {
+    await Promise.all(listeners.map((l) => l.close()));
+    throw err;
+  }
+  const grpc = new GrpcServer({ maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES });
+  registerServices(grpc, server);
+  for (const listener of listeners) {
+    listener.serve({
+      onStream: (stream, headers) => {
+        if (GrpcServer.isGrpc(headers)) grpc.handle(stream, headers);
+        else {
+          stream.respond({ ':status': 404, 'content-type': 'text/plain' });
+          stream.end('etcd-ts: HTTP/2 without gRPC is not served yet; use HTTP/1.1\n');
+        }
+      },
+      onHttp1: (req, res) => handleHttp(server, req, res),
+    });
   }
 
   // Raft starts once clients can connect: etcd's milestone lines ("published local member...",

@@ -43,7 +43,13 @@ export class ClientListener {
   /** HTTP/2 connections routed through the header repair filter so far. */
   repairedConnections = 0;
 
-  constructor(handlers: ClientHandlers, opts: ClientListenerOptions = {}) {
+  /** Until serve() is called, accepted connections wait here unread (etcd accepts before it is ready). */
+  private handlers: ClientHandlers | undefined;
+  private held: net.Socket[] = [];
+
+  /** With `handlers`, connections are served at once; without, from serve() on. */
+  constructor(handlers?: ClientHandlers, opts: ClientListenerOptions = {}) {
+    this.handlers = handlers;
     this.sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
     this.h2 = http2.createServer({
       settings: {
@@ -53,7 +59,7 @@ export class ClientListener {
       },
       maxSessionMemory: 64,
     });
-    this.h2.on('stream', (stream, headers) => handlers.onStream(stream, headers));
+    this.h2.on('stream', (stream, headers) => this.handlers!.onStream(stream, headers));
     this.h2.on('session', (session) => {
       this.sessions.add(session);
       // a larger connection window lets many concurrent calls stream without stalling
@@ -61,16 +67,29 @@ export class ClientListener {
       session.on('close', () => this.sessions.delete(session));
       session.on('error', () => {});
     });
-    this.h1 = http.createServer((req, res) => handlers.onHttp1(req, res));
+    this.h1 = http.createServer((req, res) => this.handlers!.onHttp1(req, res));
     this.h1.keepAliveTimeout = 30_000;
-    this.tcp = net.createServer((socket) => this.route(socket));
+    this.tcp = net.createServer((socket) => this.accept(socket));
   }
 
-  private route(socket: net.Socket): void {
+  /** Starts serving: connections accepted so far are served first, in the order they came. */
+  serve(handlers: ClientHandlers): void {
+    this.handlers = handlers;
+    const held = this.held;
+    this.held = [];
+    for (const socket of held) if (!socket.destroyed) this.route(socket);
+  }
+
+  private accept(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
+    if (this.handlers === undefined) this.held.push(socket);
+    else this.route(socket);
+  }
+
+  private route(socket: net.Socket): void {
     // Read in paused mode and put the bytes back: the HTTP/2 session picks up what is buffered on
     // the socket when it is created (flowing mode would hand those bytes to nobody).
     let head: Buffer = Buffer.alloc(0);

@@ -178,3 +178,36 @@ test('closing the listener closes repaired connections', async () => {
   await l.close();
   await closed;
 });
+
+test('connections accepted before serve() wait, unread, and are served once it is called', async () => {
+  const held = new ClientListener(undefined, { sniffTimeoutMs: 300 });
+  const heldPort = (await held.listen('127.0.0.1', 0)).port;
+  try {
+    let served = false;
+    const h1 = new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: heldPort, path: '/x', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+    const h2client = http2.connect(`http://127.0.0.1:${heldPort}`);
+    const h2 = request(h2client, { ':path': '/y' });
+    await new Promise((r) => setTimeout(r, 200));
+    served = true;
+    held.serve({
+      onStream(stream) {
+        stream.respond({ ':status': 200 });
+        stream.end(`h2 ${served}`);
+      },
+      onHttp1: (_req, res) => res.end(`h1 ${served}`),
+    });
+    assert.equal(await h1, 'h1 true');
+    assert.equal((await h2).toString(), 'h2 true');
+    h2client.close();
+  } finally {
+    await held.close();
+  }
+});
