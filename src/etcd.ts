@@ -36,9 +36,9 @@ export async function startEtcd(config: ServerConfig, logger?: Logger): Promise<
   try {
     for (const url of config.listenClientUrls) {
       const listener = new ClientListener(undefined, { maxConcurrentStreams: config.maxConcurrentStreams });
-      listeners.push(listener);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       const bound = await listener.listen(host === 'localhost' ? '127.0.0.1' : host, Number(url.port));
+      listeners.push(listener);
       clientUrls.push(`${url.protocol}//${url.hostname}:${bound.port}`);
     }
   } catch (err) {

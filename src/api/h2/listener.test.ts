@@ -179,11 +179,13 @@ test('closing the listener closes repaired connections', async () => {
   await closed;
 });
 
-test('connections accepted before serve() wait, unread, and are served once it is called', async () => {
+test('connections accepted before serve() wait, unread, and are served once it is called', {
+  timeout: 10_000,
+}, async () => {
   const held = new ClientListener(undefined, { sniffTimeoutMs: 300 });
   const heldPort = (await held.listen('127.0.0.1', 0)).port;
   try {
-    let served = false;
+    let answered = 0;
     const h1 = new Promise<string>((resolve, reject) => {
       http
         .get({ host: '127.0.0.1', port: heldPort, path: '/x', agent: false }, (res) => {
@@ -192,20 +194,20 @@ test('connections accepted before serve() wait, unread, and are served once it i
           res.on('end', () => resolve(body));
         })
         .on('error', reject);
-    });
+    }).finally(() => answered++);
     const h2client = http2.connect(`http://127.0.0.1:${heldPort}`);
-    const h2 = request(h2client, { ':path': '/y' });
+    const h2 = request(h2client, { ':path': '/y' }).finally(() => answered++);
     await new Promise((r) => setTimeout(r, 200));
-    served = true;
+    assert.equal(answered, 0, 'nothing is answered before serve()');
     held.serve({
-      onStream(stream) {
+      onStream(stream, headers) {
         stream.respond({ ':status': 200 });
-        stream.end(`h2 ${served}`);
+        stream.end(`h2 ${headers[':path']}`);
       },
-      onHttp1: (_req, res) => res.end(`h1 ${served}`),
+      onHttp1: (req, res) => res.end(`h1 ${req.url}`),
     });
-    assert.equal(await h1, 'h1 true');
-    assert.equal((await h2).toString(), 'h2 true');
+    assert.equal(await h1, 'h1 /x');
+    assert.equal((await h2).toString(), 'h2 /y');
     h2client.close();
   } finally {
     await held.close();
