@@ -4,9 +4,18 @@
 // client preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server. HTTP/2
 // connections are looked at up to their first request: those with an :authority Node's server
 // rejects (grpc-go's "http://host:port", sent by etcdctl 3.4) go through a header repair filter.
+// An https URL gets a listener with `tls`: after the handshake (and etcd's CRL and allowed-hostname
+// checks), ALPN decides between HTTP/2 and HTTP/1.1; clients that offer no ALPN are sniffed as above.
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
+import {
+  handshakeErrorText,
+  type LoadedTls,
+  rejectionMessage,
+  remoteAddrOf,
+} from '../transport/tls/index.js';
 import { repairStream } from './h2/repair.js';
 import { EMPTY_SETTINGS, H2Sniffer, type SniffDecision } from './h2/sniff.js';
 
@@ -31,6 +40,10 @@ export interface ClientListenerOptions {
    * HTTP/2 server unexamined (default 10 s).
    */
   sniffTimeoutMs?: number;
+  /** Serve TLS with these settings (an https client URL). */
+  tls?: LoadedTls;
+  /** Where refused TLS connections are reported (etcd's "rejected connection" line). */
+  onReject?: (fields: Record<string, string>, message: string) => void;
 }
 
 export class ClientListener {
@@ -40,6 +53,7 @@ export class ClientListener {
   private readonly sockets = new Set<net.Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sniffTimeoutMs: number;
+  private readonly tlsServer: tls.Server | undefined;
   /** HTTP/2 connections routed through the header repair filter so far. */
   repairedConnections = 0;
 
@@ -70,6 +84,33 @@ export class ClientListener {
     this.h1 = http.createServer((req, res) => this.handlers!.onHttp1(req, res));
     this.h1.keepAliveTimeout = 30_000;
     this.tcp = net.createServer((socket) => this.accept(socket));
+    if (opts.tls) this.tlsServer = this.createTlsServer(opts.tls, opts.onReject ?? (() => {}));
+  }
+
+  /** A TLS server that is never listened on: accepted TCP sockets are handed to it. */
+  private createTlsServer(
+    settings: LoadedTls,
+    onReject: (fields: Record<string, string>, message: string) => void,
+  ): tls.Server {
+    const reject = (socket: tls.TLSSocket, reason: string) => {
+      const sn = (socket as tls.TLSSocket & { servername?: string | false }).servername || '';
+      const addr = remoteAddrOf(socket);
+      onReject({ 'remote-addr': addr, 'server-name': sn, error: reason }, rejectionMessage(addr, reason, sn));
+    };
+    const server = tls.createServer({ ...settings.serverOptions(), ALPNProtocols: ['h2', 'http/1.1'] });
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.on('error', () => socket.destroy());
+      const reason = settings.checkAccepted(socket);
+      if (reason !== undefined) {
+        reject(socket, reason);
+        socket.destroy();
+        return;
+      }
+      if (socket.alpnProtocol === 'http/1.1') this.h1.emit('connection', socket);
+      else this.route(socket); // h2 (the sniffer still repairs odd :authority values), or no ALPN
+    });
+    server.on('tlsClientError', (err, socket) => reject(socket, handshakeErrorText(err)));
+    return server;
   }
 
   /** Starts serving: connections accepted so far are served first, in the order they came. */
@@ -77,7 +118,7 @@ export class ClientListener {
     this.handlers = handlers;
     const held = this.held;
     this.held = [];
-    for (const socket of held) if (!socket.destroyed) this.route(socket);
+    for (const socket of held) if (!socket.destroyed) this.start(socket);
   }
 
   private accept(socket: net.Socket): void {
@@ -86,6 +127,12 @@ export class ClientListener {
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
     if (this.handlers === undefined) this.held.push(socket);
+    else this.start(socket);
+  }
+
+  /** A TCP connection goes to the TLS handshake first on an https URL. */
+  private start(socket: net.Socket): void {
+    if (this.tlsServer) this.tlsServer.emit('connection', socket);
     else this.route(socket);
   }
 

@@ -1,6 +1,7 @@
 // Turns parsed flags into a validated ServerConfig, with etcd's rules and a plain message on error.
 import { parseRetention } from '../server/auto_compactor.js';
 import { defaultConfig, type ServerConfig } from '../server/config.js';
+import { CipherSuiteError, opensslCiphers, type TlsInfo } from '../transport/tls/index.js';
 import { FlagError, type ParsedFlags, parseBool } from './flags.js';
 
 function parseUrls(flag: string, text: string): URL[] {
@@ -125,6 +126,40 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
     );
   }
   cfg.logLevel = level as ServerConfig['logLevel'];
+
+  let ciphers: string | undefined;
+  try {
+    ciphers = opensslCiphers(
+      v('cipher-suites')
+        .split(',')
+        .map((c) => c.trim())
+        .filter((c) => c !== ''),
+    );
+  } catch (err) {
+    if (err instanceof CipherSuiteError) throw new FlagError(`--cipher-suites: ${err.message}`);
+    throw err;
+  }
+  const tlsInfo = (p: string, crl: string, clientAuth: string): TlsInfo => ({
+    certFile: v(`${p}cert-file`),
+    keyFile: v(`${p}key-file`),
+    trustedCaFile: v(`${p}trusted-ca-file`),
+    clientCertAuth: parseBool(clientAuth, v(clientAuth)),
+    crlFile: v(crl),
+    allowedCn: p === 'peer-' ? v('peer-cert-allowed-cn') : '',
+    allowedHostname: v(`${p === 'peer-' ? 'peer' : 'client'}-cert-allowed-hostname`),
+    selfCert: false,
+    ciphers,
+  });
+  cfg.clientTls = tlsInfo('', 'client-crl-file', 'client-cert-auth');
+  cfg.peerTls = tlsInfo('peer-', 'peer-crl-file', 'peer-client-cert-auth');
+  if (cfg.peerTls.allowedCn !== '' && cfg.peerTls.allowedHostname !== '') {
+    throw new FlagError(
+      `--peer-cert-allowed-cn and --peer-cert-allowed-hostname are mutually exclusive (cn="${cfg.peerTls.allowedCn}", hostname="${cfg.peerTls.allowedHostname}")`,
+    );
+  }
+  cfg.clientAutoTls = parseBool('auto-tls', v('auto-tls'));
+  cfg.peerAutoTls = parseBool('peer-auto-tls', v('peer-auto-tls'));
+  cfg.selfSignedCertValidity = int(flags, 'self-signed-cert-validity', 1);
 
   const own = cfg.initialCluster.get(cfg.name);
   if (own === undefined) {

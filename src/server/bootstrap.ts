@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { Metadata } from '../gen/etcdserverpb/etcdserver.js';
 import type { Snapshot } from '../gen/raftpb/raft.js';
 import { MemoryStorage } from '../raft/index.js';
-import { fetchMembers, type PeerMember } from '../transport/index.js';
+import { fetchMembers, type PeerDialer, type PeerMember } from '../transport/index.js';
 import {
   encodeMetadata,
   SnapError,
@@ -40,7 +40,7 @@ export interface Bootstrapped {
   restarted: boolean;
 }
 
-export async function bootstrap(cfg: ServerConfig, log: Logger): Promise<Bootstrapped> {
+export async function bootstrap(cfg: ServerConfig, log: Logger, dialer?: PeerDialer): Promise<Bootstrapped> {
   const wdir = walDir(cfg.dataDir);
   const sdir = snapDir(cfg.dataDir);
   mkdirSync(sdir, { recursive: true, mode: 0o700 });
@@ -90,7 +90,7 @@ export async function bootstrap(cfg: ServerConfig, log: Logger): Promise<Bootstr
   const token = cfg.initialClusterToken;
   const ownPeerUrls = cfg.initialCluster.get(cfg.name) ?? [];
   if (cfg.initialClusterState === 'existing') {
-    const { cid, members } = await fetchRemoteCluster(cfg, log);
+    const { cid, members } = await fetchRemoteCluster(cfg, log, dialer);
     const sorted = [...ownPeerUrls].sort().join(',');
     const me = members.find((m) => [...m.peerURLs].sort().join(',') === sorted);
     if (me === undefined) {
@@ -159,13 +159,14 @@ export async function bootstrap(cfg: ServerConfig, log: Logger): Promise<Bootstr
 async function fetchRemoteCluster(
   cfg: ServerConfig,
   log: Logger,
+  dialer: PeerDialer | undefined,
 ): Promise<{ cid: bigint; members: PeerMember[] }> {
   const errors: string[] = [];
   for (const [name, urls] of cfg.initialCluster) {
     if (name === cfg.name) continue;
     for (const url of urls) {
       try {
-        const { clusterId: cid, members } = await fetchMembers(url, AbortSignal.timeout(2000));
+        const { clusterId: cid, members } = await fetchMembers(url, AbortSignal.timeout(2000), dialer);
         return { cid, members };
       } catch (err) {
         errors.push(`${url}: ${(err as Error).message}`);

@@ -1,4 +1,5 @@
 // Everything a member needs to start, already validated (the CLI turns flags into this).
+import { emptyTlsInfo, type TlsInfo } from '../transport/tls/index.js';
 
 export interface ServerConfig {
   name: string;
@@ -33,6 +34,16 @@ export interface ServerConfig {
   autoDisarmNoSpace: boolean;
   /** Skip fsync: only for tests and benchmarks that say so; an acknowledged write may then be lost on power failure. */
   unsafeNoFsync: boolean;
+  /** Client port TLS (--cert-file, --key-file, --trusted-ca-file, ...): used by https client URLs. */
+  clientTls: TlsInfo;
+  /** Peer TLS (--peer-cert-file, ...): used by https peer URLs, and for dialing https peers. */
+  peerTls: TlsInfo;
+  /** --auto-tls: a self-signed client cert in <data-dir>/fixtures/client when no cert files are given */
+  clientAutoTls: boolean;
+  /** --peer-auto-tls: the same for peers, in <data-dir>/fixtures/peer */
+  peerAutoTls: boolean;
+  /** --self-signed-cert-validity, in years */
+  selfSignedCertValidity: number;
 }
 
 export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
@@ -65,5 +76,10 @@ export function defaultConfig(): ServerConfig {
     autoCompactionMode: 'periodic',
     autoCompactionRetention: '0',
     autoDisarmNoSpace: false,
+    clientTls: emptyTlsInfo(),
+    peerTls: emptyTlsInfo(),
+    clientAutoTls: false,
+    peerAutoTls: false,
+    selfSignedCertValidity: 1,
   };
 }

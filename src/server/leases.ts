@@ -17,7 +17,7 @@ import type {
 } from '../gen/etcdserverpb/rpc.js';
 import { LeaseNotFoundError, LeaseTTLTooLargeError } from '../lease/errors.js';
 import { type Lessor, MAX_LEASE_TTL } from '../lease/lessor.js';
-import { leaseTimeToLiveHttp, renewLeaseHttp } from '../transport/index.js';
+import { leaseTimeToLiveHttp, type PeerDialer, renewLeaseHttp } from '../transport/index.js';
 import { Errors } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -35,6 +35,8 @@ export interface LeasesDeps {
   isLeader(): boolean;
   /** The leader's first peer URL; throws "no leader" when there is none. */
   leaderPeerUrl(): string;
+  /** Dials the leader's (maybe https) peer URL; default: plain defaults. */
+  dialer?: PeerDialer;
   header(): ResponseHeader;
   newId(): bigint;
   timeoutMs(): number;
@@ -75,7 +77,7 @@ export class Leases {
     if (this.d.isLeader()) return this.renewLocal(id);
     const leaderUrl = this.d.leaderPeerUrl();
     try {
-      return await renewLeaseHttp(leaderUrl, id, AbortSignal.timeout(this.d.timeoutMs()));
+      return await renewLeaseHttp(leaderUrl, id, AbortSignal.timeout(this.d.timeoutMs()), this.d.dialer);
     } catch (err) {
       if (/lease not found/.test(String((err as Error).message))) return 0;
       throw Errors.timeout;
@@ -101,6 +103,7 @@ export class Leases {
         req.ID,
         req.keys,
         AbortSignal.timeout(this.d.timeoutMs()),
+        this.d.dialer,
       );
       return { ...r, header: this.d.header() };
     } catch (err) {

@@ -35,7 +35,14 @@ import { recoverDefrag } from '../mvcc/defrag.js';
 import { MvccStore } from '../mvcc/store.js';
 import { encodeToBuffer } from '../pb/encode.js';
 import { type SoftState, StateType } from '../raft/index.js';
-import { createPeerEndpointsHandler, PeerHttpError, PeerServer, PeerTransport } from '../transport/index.js';
+import {
+  createPeerEndpointsHandler,
+  PeerDialer,
+  PeerHttpError,
+  PeerServer,
+  PeerTransport,
+} from '../transport/index.js';
+import { type LoadedTls, TlsConfigError } from '../transport/tls/index.js';
 import { Applier } from './apply.js';
 import { KvApplier } from './apply_kv.js';
 import { importBboltBackend } from './backend_import.js';
@@ -54,6 +61,7 @@ import { LinearizableReads } from './read_index.js';
 import { Reconfiguration } from './reconfig.js';
 import { RequestIdGenerator } from './request_id.js';
 import { SnapshotTransfer, v2StoreSnapshot } from './snapshot_transfer.js';
+import { loadPeerTls, TlsSetupError } from './tls_setup.js';
 import { CAPABILITY_VERSION, CLUSTER_VERSION, SERVER_VERSION } from './version.js';
 import { WaitRegistry } from './wait.js';
 
@@ -123,6 +131,7 @@ export class EtcdServer {
     readonly log: Logger,
     store: MvccStore,
     boot: Bootstrapped,
+    private readonly peerTls: { tls: LoadedTls | undefined; dialer: PeerDialer },
   ) {
     this.memberId = boot.memberId;
     this.clusterId = boot.clusterId;
@@ -162,6 +171,7 @@ export class EtcdServer {
       checkQuota: (req) => this.maintenance.checkQuota(req),
       isLeader: () => this.raft.isLeader(),
       leaderPeerUrl: () => this.leaderPeerUrl(),
+      dialer: peerTls.dialer,
       header: () => this.header(this.store.currentRevision),
       newId: () => this.ids.generate(),
       timeoutMs: () => this.requestTimeoutMs(),
@@ -204,6 +214,7 @@ export class EtcdServer {
       localId: this.memberId,
       clusterId: this.clusterId,
       logger: log,
+      dialer: peerTls.dialer,
       peerUrls: config.initialAdvertisePeerUrls.map((u) => `${u.protocol}//${u.host}`),
       handler: {
         process: (m: Message) => {
@@ -299,15 +310,25 @@ export class EtcdServer {
         `cannot open the backend in ${memberDir}: ${(err as Error).message}; the data directory may be damaged or in use by another etcd process`,
       );
     }
+    // peer TLS before bootstrap: joining asks the existing members over (maybe https) peer URLs
+    let tls: LoadedTls | undefined;
+    try {
+      tls = await loadPeerTls(config, log);
+    } catch (err) {
+      store.close();
+      if (err instanceof TlsConfigError || err instanceof TlsSetupError) throw new DataDirError(err.message);
+      throw err;
+    }
+    const peerTls = { tls, dialer: new PeerDialer(tls?.clientOptions()) };
     let boot: Bootstrapped;
     try {
-      boot = await bootstrap(config, log);
+      boot = await bootstrap(config, log, peerTls.dialer);
     } catch (err) {
       store.close();
       if (err instanceof BootstrapError) throw new DataDirError(err.message);
       throw new DataDirError(`cannot open the raft log in ${memberDir}: ${(err as Error).message}`);
     }
-    const server = new EtcdServer(config, log, store, boot);
+    const server = new EtcdServer(config, log, store, boot, peerTls);
     try {
       await server.startPeerListeners();
     } catch (err) {
@@ -360,17 +381,19 @@ export class EtcdServer {
       },
     });
     for (const url of this.config.listenPeerUrls) {
-      if (url.protocol !== 'http:') {
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
         this.log.warn(
           { url: url.toString() },
-          'peer TLS is not implemented yet; not listening on this peer URL (single-member clusters do not need it)',
+          'unix peer URLs are not served yet; not listening on this peer URL',
         );
         continue;
       }
       const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname;
       const srv = await PeerServer.listen({
-        listenUrl: `http://${host.includes(':') ? `[${host}]` : host}:${url.port}`,
+        listenUrl: `${url.protocol}//${host.includes(':') ? `[${host}]` : host}:${url.port}`,
         handlers: [this.transport.handler(), endpoints],
+        tls: url.protocol === 'https:' ? this.peerTls.tls : undefined,
+        logger: this.log,
       });
       this.peerServers.push(srv);
       this.log.info({ address: srv.url }, 'serving peer traffic');

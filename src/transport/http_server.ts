@@ -1,15 +1,19 @@
 // The peer listener: serves --listen-peer-urls, routing each request to the transport's /raft
 // handler, then to the server's own peer endpoints (/members, /version, /leases, ...), then 404.
-// HTTP now; pass `tls` (node:tls server options) for https: the seam for peer TLS.
+// An https listen URL needs `tls` (the peer TLS settings): the listener then serves TLS, refuses
+// what the settings refuse (logging etcd's "rejected connection" line) and serves the rest.
 import {
   createServer as createHttpServer,
   type IncomingMessage,
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { httpError } from './http_util.js';
+import { handshakeErrorText, type LoadedTls, rejectionMessage, remoteAddrOf } from './tls/index.js';
+import { silentLogger, type TransportLogger } from './types.js';
 
 export type PeerHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
@@ -18,7 +22,9 @@ export interface PeerServerOptions {
   listenUrl: string;
   /** Handlers tried in order; the first that returns true owns the request. */
   handlers: PeerHandler[];
-  tls?: HttpsServerOptions;
+  tls?: LoadedTls;
+  /** Where refused TLS connections are reported. */
+  logger?: TransportLogger;
 }
 
 export class PeerServer {
@@ -39,9 +45,28 @@ export class PeerServer {
       httpError(res, 404, '404 page not found');
     };
     const serverOpts = { noDelay: true, keepAlive: true, requestTimeout: 0 };
-    const server: Server = secure
-      ? createHttpsServer({ ...opts.tls, ...serverOpts }, onRequest)
-      : createHttpServer(serverOpts, onRequest);
+    let server: Server;
+    if (secure) {
+      const tls = opts.tls!;
+      const log = opts.logger ?? silentLogger;
+      const reject = (socket: TLSSocket, reason: string) => {
+        const sn = (socket as TLSSocket & { servername?: string | false }).servername || '';
+        log.warn(
+          { 'remote-addr': remoteAddrOf(socket), 'server-name': sn, error: reason },
+          rejectionMessage(remoteAddrOf(socket), reason, sn),
+        );
+      };
+      const https = createHttpsServer({ ...tls.serverOptions(), ...serverOpts }, onRequest);
+      // before the HTTP server's own listener: a refused connection is cut before any request is read
+      https.prependListener('secureConnection', (socket: TLSSocket) => {
+        const reason = tls.checkAccepted(socket);
+        if (reason === undefined) return;
+        reject(socket, reason);
+        socket.destroy();
+      });
+      https.on('tlsClientError', (err, socket) => reject(socket, handshakeErrorText(err)));
+      server = https;
+    } else server = createHttpServer(serverOpts, onRequest);
     const host = u.hostname.replace(/^\[|\]$/g, '');
     const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
     await new Promise<void>((resolve, reject) => {

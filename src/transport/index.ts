@@ -1,5 +1,6 @@
 // The peer transport's public surface.
 export * from './constants.js';
+export { type DialKind, defaultDialer, PeerDialer, type PeerResponse } from './dialer.js';
 export { checkCompatibility, type LocalIdentity, requestHeaders } from './headers.js';
 export { type PeerHandler, PeerServer, type PeerServerOptions } from './http_server.js';
 export { encodeMessageFrame, MessageDecoder } from './message_codec.js';

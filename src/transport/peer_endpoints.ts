@@ -10,6 +10,7 @@ import {
 } from '../gen/etcdserverpb/rpc.js';
 import { LeaseInternalRequest, LeaseInternalResponse } from '../gen/leasepb/lease.js';
 import { CT_PROTOBUF, DEFAULT_SERVER_VERSION, idHex, OUT_HDR } from './constants.js';
+import { defaultDialer, type PeerDialer } from './dialer.js';
 import type { PeerHandler } from './http_server.js';
 import { httpError, methodNotAllowed, urlPath } from './http_util.js';
 
@@ -174,15 +175,21 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 // ---- client side -------------------------------------------------------------------------
+// Each takes the dialer that knows the peer TLS settings (https peers); default: plain defaults.
 
-async function postProto(url: string, body: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
-  const res = await fetch(url, {
+async function postProto(
+  url: string,
+  body: Uint8Array,
+  signal: AbortSignal | undefined,
+  dialer: PeerDialer,
+): Promise<Uint8Array> {
+  const res = await dialer.call(url, {
     method: 'POST',
     headers: { 'Content-Type': CT_PROTOBUF },
     body,
     signal,
   });
-  const b = new Uint8Array(await res.arrayBuffer());
+  const b = new Uint8Array(res.body);
   if (res.status === 408) throw new PeerHttpError(408, ERR_LEASE_HTTP_TIMEOUT);
   if (res.status === 404) throw new PeerHttpError(404, ERR_LEASE_NOT_FOUND);
   if (res.status !== 200)
@@ -191,10 +198,15 @@ async function postProto(url: string, body: Uint8Array, signal?: AbortSignal): P
 }
 
 /** Forwards a keepalive to the leader's peer URL; resolves to the TTL (etcd's RenewHTTP). */
-export async function renewLeaseHttp(peerUrl: string, id: bigint, signal?: AbortSignal): Promise<number> {
+export async function renewLeaseHttp(
+  peerUrl: string,
+  id: bigint,
+  signal?: AbortSignal,
+  dialer: PeerDialer = defaultDialer,
+): Promise<number> {
   const body = LeaseKeepAliveRequest.encode({ ID: id }).finish();
   const resp = LeaseKeepAliveResponse.decode(
-    await postProto(`${peerUrl.replace(/\/+$/, '')}${LEASES_PATH}`, body, signal),
+    await postProto(`${peerUrl.replace(/\/+$/, '')}${LEASES_PATH}`, body, signal, dialer),
   );
   if (resp.ID !== id) throw new Error('lease: renew id mismatch');
   return resp.TTL;
@@ -206,9 +218,10 @@ export async function leaseTimeToLiveHttp(
   id: bigint,
   keys: boolean,
   signal?: AbortSignal,
+  dialer: PeerDialer = defaultDialer,
 ): Promise<LeaseTimeToLiveResponse> {
   const body = LeaseInternalRequest.encode({ LeaseTimeToLiveRequest: { ID: id, keys } }).finish();
-  const raw = await postProto(`${peerUrl.replace(/\/+$/, '')}${LEASES_INTERNAL_PATH}`, body, signal);
+  const raw = await postProto(`${peerUrl.replace(/\/+$/, '')}${LEASES_INTERNAL_PATH}`, body, signal, dialer);
   const resp = LeaseInternalResponse.decode(raw).LeaseTimeToLiveResponse;
   if (!resp || resp.ID !== id) throw new Error('lease: renew id mismatch');
   return resp;
@@ -218,12 +231,13 @@ export async function leaseTimeToLiveHttp(
 export async function fetchMembers(
   peerUrl: string,
   signal?: AbortSignal,
+  dialer: PeerDialer = defaultDialer,
 ): Promise<{ clusterId: bigint; members: PeerMember[] }> {
-  const res = await fetch(`${peerUrl.replace(/\/+$/, '')}${MEMBERS_PATH}`, { signal });
-  const text = await res.text();
+  const res = await dialer.call(`${peerUrl.replace(/\/+$/, '')}${MEMBERS_PATH}`, { signal });
+  const text = res.body.toString();
   if (res.status !== 200)
     throw new Error(`unexpected status ${res.status} from ${peerUrl}${MEMBERS_PATH}: ${text.trim()}`);
-  const cid = res.headers.get('x-etcd-cluster-id') ?? '0';
+  const cid = String(res.headers['x-etcd-cluster-id'] ?? '0');
   return { clusterId: BigInt(`0x${cid}`), members: parseMembersJson(text) };
 }
 
@@ -231,8 +245,9 @@ export async function fetchMembers(
 export async function fetchVersion(
   peerUrl: string,
   signal?: AbortSignal,
+  dialer: PeerDialer = defaultDialer,
 ): Promise<{ etcdserver: string; etcdcluster: string }> {
-  const res = await fetch(`${peerUrl.replace(/\/+$/, '')}${VERSION_PATH}`, { signal });
+  const res = await dialer.call(`${peerUrl.replace(/\/+$/, '')}${VERSION_PATH}`, { signal });
   if (res.status !== 200) throw new Error(`unexpected status ${res.status} from ${peerUrl}${VERSION_PATH}`);
-  return (await res.json()) as { etcdserver: string; etcdcluster: string };
+  return JSON.parse(res.body.toString()) as { etcdserver: string; etcdcluster: string };
 }

@@ -1,5 +1,5 @@
 // One POST to a peer (pipeline message or snapshot) and etcd's reading of the answer.
-import { type ClientRequest, type IncomingMessage, request } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import {
   ERR_CLUSTER_ID_MISMATCH,
   ERR_INCOMPATIBLE_VERSION,
@@ -46,7 +46,7 @@ export function post(
     clearTimeout(dialTimer);
     done(err);
   };
-  const req = request(opts.url, { method: 'POST', headers, agent: ctx.pipelineAgent });
+  const req = ctx.dialer.request(opts.url, { method: 'POST', headers }, 'pipeline');
   req.setNoDelay(true);
   // The dial timeout covers connecting; once connected, the request may take as long as it needs.
   const dialTimer = setTimeout(() => {

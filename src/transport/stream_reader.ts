@@ -1,7 +1,7 @@
 // The receiving half of a stream: we dial GET <peer>/raft/stream/<type>/<our id> and the peer
 // writes its messages to us into the response body. Redials with backoff while the peer is alive
 // in our membership; decoded messages go to the handler in order.
-import { type ClientRequest, type IncomingMessage, request } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { type Message, MessageType } from '../gen/raftpb/raft.js';
 import {
   CONN_READ_TIMEOUT_MS,
@@ -70,7 +70,7 @@ export class StreamReader {
     headers[OUT_HDR.raftTo] = idHex(this.peerId);
     let req: ClientRequest;
     try {
-      req = request(url, { method: 'GET', headers, agent: this.ctx.streamAgent });
+      req = this.ctx.dialer.request(url, { method: 'GET', headers }, 'stream');
     } catch (err) {
       this.picker.unreachable(base);
       this.failed('dial', `failed to make http request to ${base} (${String(err)})`, base);

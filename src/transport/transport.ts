@@ -1,7 +1,6 @@
 // PeerTransport: etcd 3.4's peer-to-peer protocol (rafthttp) for one member. The server adds and
 // removes peers as membership changes, hands it raft messages to send, and mounts handler() on
 // its peer listener; received messages go to the RaftHandler.
-import { Agent } from 'node:http';
 import { type Message, MessageType } from '../gen/raftpb/raft.js';
 import {
   DEFAULT_DIAL_TIMEOUT_MS,
@@ -10,6 +9,7 @@ import {
   idHex,
   LINK_HEARTBEAT_MS,
 } from './constants.js';
+import { PeerDialer } from './dialer.js';
 import { createRaftHandler, type PeerRequestHandler } from './handler.js';
 import { Peer } from './peer.js';
 import { type RaftHandler, silentLogger, type TransportContext, type TransportLogger } from './types.js';
@@ -27,6 +27,8 @@ export interface PeerTransportOptions {
   clusterVersion?: string;
   /** Our advertised peer URLs, sent as X-PeerURLs so peers that do not know us yet can answer. */
   peerUrls?: string[];
+  /** How peers are dialed (https peers need the peer TLS settings); default: plain defaults. */
+  dialer?: PeerDialer;
 }
 
 export class PeerTransport {
@@ -48,9 +50,7 @@ export class PeerTransport {
       handler: opts.handler,
       logger: opts.logger ?? silentLogger,
       dialTimeoutMs: opts.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
-      // Streams hold their connection for life; the pipeline reuses up to 4 per peer.
-      streamAgent: new Agent({ keepAlive: false }),
-      pipelineAgent: new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 4 }),
+      dialer: opts.dialer ?? new PeerDialer(),
       stopped: false,
     };
     this.raftHandler = createRaftHandler(this.ctx, {
@@ -197,7 +197,6 @@ export class PeerTransport {
     for (const p of this.remotes.values()) p.stop();
     this.peers.clear();
     this.remotes.clear();
-    this.ctx.streamAgent.destroy();
-    this.ctx.pipelineAgent.destroy();
+    this.ctx.dialer.destroy();
   }
 }

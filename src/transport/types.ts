@@ -1,6 +1,6 @@
 // The interfaces between the transport and the server, and the context its parts share.
-import type { Agent } from 'node:http';
 import type { Message } from '../gen/raftpb/raft.js';
+import type { PeerDialer } from './dialer.js';
 import type { LocalIdentity } from './headers.js';
 
 /** Implemented by the server: where received messages go and where send failures are reported. */
@@ -39,7 +39,6 @@ export interface TransportContext {
   readonly handler: RaftHandler;
   readonly logger: TransportLogger;
   readonly dialTimeoutMs: number;
-  readonly streamAgent: Agent;
-  readonly pipelineAgent: Agent;
+  readonly dialer: PeerDialer;
   stopped: boolean;
 }
