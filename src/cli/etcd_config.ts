@@ -1,5 +1,5 @@
 // Turns parsed flags into a validated ServerConfig, with etcd's rules and a plain message on error.
-import { parseRetention } from '../server/auto_compactor.js';
+import { parseGoDuration, parseRetention } from '../server/auto_compactor.js';
 import { defaultConfig, type ServerConfig } from '../server/config.js';
 import { CipherSuiteError, opensslCiphers, type TlsInfo } from '../transport/tls/index.js';
 import { FlagError, type ParsedFlags, parseBool } from './flags.js';
@@ -89,6 +89,22 @@ export function flagsToConfig(flags: ParsedFlags): ServerConfig {
   cfg.maxRequestBytes = int(flags, 'max-request-bytes', 1);
   cfg.maxTxnOps = int(flags, 'max-txn-ops', 1);
   cfg.quotaBackendBytes = int(flags, 'quota-backend-bytes');
+  // etcd: an unset (or zero) batch interval or limit means the default
+  const interval = v('backend-batch-interval');
+  if (interval !== '') {
+    let ms: number;
+    try {
+      ms = parseGoDuration(interval);
+    } catch (err) {
+      throw new FlagError(
+        `invalid value "${interval}" for --backend-batch-interval: ${(err as Error).message}`,
+      );
+    }
+    if (ms < 0) throw new FlagError(`--backend-batch-interval must not be negative (got "${interval}")`);
+    if (ms > 0) cfg.backendBatchIntervalMs = ms;
+  }
+  const limit = int(flags, 'backend-batch-limit');
+  if (limit > 0) cfg.backendBatchLimit = limit;
   const compactionMode = v('auto-compaction-mode');
   if (compactionMode !== 'periodic' && compactionMode !== 'revision') {
     throw new FlagError(`unknown auto-compaction-mode "${compactionMode}": use periodic or revision`);

@@ -2,10 +2,19 @@
 // binary keys and values. `key` (revision -> KeyValue) and `meta` belong to the MVCC store; other stores
 // (lease, auth, membership, alarms) open their buckets in the same environment through bucket(), so their
 // writes commit in the same transaction as the data they depend on.
+//
+// With `batch` set (the server's case), writes are batched as etcd batches bbolt's: each write() runs
+// in a child transaction of one long-lived LMDB write transaction, which commits every `intervalMs`,
+// after `limit` writes, or when something needs the committed file (commit()). Readers on this thread
+// see uncommitted writes: lmdb-js reads through the open write transaction, even reads given a read
+// transaction. So while a read view (readTransaction()) is open, batching pauses and each write
+// commits at once: a view's reads then see its own snapshot, and no cursor outlives the transaction it
+// was opened in. Other processes see the last commit. Losing an uncommitted batch in a crash loses nothing: the
+// consistent index commits with the data, and the server replays the WAL from it.
 
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 
 export type Bucket = Database<Buffer, Buffer>;
 
@@ -21,6 +30,29 @@ export interface BackendOptions {
   noSync?: boolean;
   /** initial map size; LMDB grows it as needed */
   mapSizeBytes?: number;
+  /** batch writes into one transaction (etcd's --backend-batch-interval and --backend-batch-limit) */
+  batch?: BatchOptions;
+}
+
+export interface BatchOptions {
+  /** commit at the latest this long after the batch's first write */
+  intervalMs: number;
+  /** commit once the batch holds this many writes */
+  limit: number;
+  /** a timed commit failed (the batch is lost from disk): the owner must stop */
+  onCommitError?: (err: Error) => void;
+}
+
+export interface ReadView {
+  readonly txn: Transaction;
+  done(): void;
+}
+
+/** The open outer transaction: lmdb-js keeps it open until the thenable its callback returned settles. */
+interface OpenBatch {
+  writes: number;
+  timer: NodeJS.Timeout;
+  settle?: { commit: () => unknown; abort: (err: unknown) => unknown };
 }
 
 export class Backend {
@@ -30,6 +62,11 @@ export class Backend {
   private readonly buckets = new Map<string, Bucket>();
   /** The handles given out by bucket(): they forward to the current environment (see switchTo). */
   private readonly handles = new Map<string, Bucket>();
+  private open: OpenBatch | undefined;
+  /** a timed commit failed: later writes and commits report it rather than build on a lost batch */
+  private commitError: Error | undefined;
+  /** read views open: writes commit one by one meanwhile */
+  private views = 0;
 
   constructor(private readonly opts: BackendOptions) {
     this.dir = opts.dir;
@@ -85,6 +122,7 @@ export class Backend {
    * which the caller closes once it has moved the files into place.
    */
   switchTo(dir: string): RootDatabase<Buffer, Buffer> {
+    this.commit();
     const next = openEnv(dir, this.opts);
     const prev = this.root;
     this.root = next;
@@ -104,9 +142,78 @@ export class Backend {
     return names;
   }
 
-  /** Runs fn in one write transaction and commits (with fsync unless noSync). Throwing aborts. */
+  /**
+   * Runs fn in one write transaction; throwing aborts it and leaves nothing behind. Without batching it
+   * commits at once (with fsync unless noSync); with batching it joins the open batch.
+   */
   write<T>(fn: () => T): T {
-    return this.env.transactionSync(fn);
+    const batch = this.opts.batch;
+    if (batch === undefined || this.views > 0) return this.env.transactionSync(fn);
+    if (this.commitError) throw this.commitError;
+    const open = this.open ?? this.begin(batch);
+    // inside the open transaction lmdb-js runs this as a child transaction: an abort undoes only fn
+    const result = this.env.transactionSync(fn);
+    if (++open.writes >= batch.limit) this.commit();
+    return result;
+  }
+
+  private begin(batch: BatchOptions): OpenBatch {
+    const open: OpenBatch = {
+      writes: 0,
+      timer: setTimeout(() => {
+        try {
+          this.commit();
+        } catch (err) {
+          batch.onCommitError?.(err as Error);
+        }
+      }, batch.intervalMs),
+    };
+    open.timer.unref();
+    // A thenable, not a promise: settling it commits (or aborts) synchronously, inside commit().
+    const pending = {
+      // biome-ignore lint/suspicious/noThenProperty: lmdb-js holds the transaction open until this settles
+      then: (commit: () => unknown, abort: (err: unknown) => unknown) => {
+        open.settle = { commit, abort };
+      },
+    };
+    this.env.transactionSync(() => pending as unknown as Promise<void>);
+    this.open = open;
+    return open;
+  }
+
+  /** Commits the open batch now (before anything reads the file or a read transaction). */
+  commit(): void {
+    if (this.commitError) throw this.commitError;
+    const open = this.open;
+    if (open === undefined) return;
+    this.open = undefined;
+    clearTimeout(open.timer);
+    try {
+      open.settle!.commit();
+    } catch (err) {
+      this.commitError = err as Error;
+      throw err;
+    }
+  }
+
+  /**
+   * A read transaction that sees every write so far and none after (it commits the open batch, and
+   * batching pauses until done()). Pass `txn` as the `transaction` option of reads.
+   */
+  readTransaction(): ReadView {
+    this.commit();
+    const txn = this.env.useReadTransaction();
+    this.views++;
+    let open = true;
+    return {
+      txn,
+      done: () => {
+        if (!open) return;
+        open = false;
+        this.views--;
+        txn.done();
+      },
+    };
   }
 
   /** Size of the database file in bytes. */
@@ -137,7 +244,13 @@ export class Backend {
     return total * st.pageSize;
   }
 
+  /** Commits what is batched and closes the environment. */
   close(): Promise<void> {
+    try {
+      this.commit();
+    } catch {
+      // the batch is lost; the WAL replays it at the next start
+    }
     return this.root.close();
   }
 }

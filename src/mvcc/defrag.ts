@@ -64,6 +64,7 @@ export async function defragStore(store: MvccStore, opts: DefragOptions = {}): P
     } catch {}
   }, 500);
   try {
+    backend.commit();
     await backend.env.backup(tmp, true);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

@@ -58,7 +58,8 @@ export async function hashKeyBucketAsync(
   const lower = compactRev + 1;
   const filter = keep.size > 0;
   const bucket = b.bucket(KEY_BUCKET);
-  const transaction = b.env.useReadTransaction();
+  const view = b.readTransaction();
+  const transaction = view.txn;
   try {
     let start: Buffer = revToBytes(0, 0);
     const end = revToBytes(rev + 1, 0);
@@ -78,7 +79,7 @@ export async function hashKeyBucketAsync(
       await yieldTurn();
     }
   } finally {
-    transaction.done();
+    view.done();
   }
   return h >>> 0;
 }

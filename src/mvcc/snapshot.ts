@@ -32,7 +32,8 @@ export async function writeStoreSnapshot(
   opts: SnapshotOptions = {},
 ): Promise<SnapshotInfo> {
   const root = store.env;
-  const txn = root.useReadTransaction();
+  const view = store.readTransaction();
+  const txn = view.txn;
   try {
     const revision = store.currentRevision;
     const ci = readConsistentIndex(store, txn);
@@ -62,7 +63,7 @@ export async function writeStoreSnapshot(
     const res = await writeBboltFile(path, buckets, { fsync: opts.fsync ?? false });
     return { size: res.size, revision, consistentIndex: ci };
   } finally {
-    txn.done();
+    view.done();
   }
 }
 

@@ -9,11 +9,13 @@
 import { type Event, Event_EventType, type KeyValue } from '../gen/mvccpb/kv.js';
 import {
   Backend,
+  type BatchOptions,
   type Bucket,
   CONSISTENT_INDEX_KEY,
   FINISHED_COMPACT_KEY,
   KEY_BUCKET,
   META_BUCKET,
+  type ReadView,
   SCHEDULED_COMPACT_KEY,
 } from './backend.js';
 import { BboltReader } from './bbolt/index.js';
@@ -66,6 +68,8 @@ export interface MvccStoreOptions {
   noSync?: boolean;
   /** initial LMDB map size; grows as needed */
   mapSizeBytes?: number;
+  /** batch backend commits as etcd does (see Backend); default: every write commits */
+  batch?: BatchOptions;
   /** revisions deleted per backend transaction while compacting (etcd's default: 1000) */
   compactionBatchLimit?: number;
 }
@@ -188,6 +192,16 @@ export class MvccStore {
   /** The LMDB root; other stores open their buckets in it (prefer bucket(), which hash() then covers). */
   get env() {
     return this.backend.env;
+  }
+
+  /** Commits the backend's open batch: the file then holds everything applied so far. */
+  commit(): void {
+    this.backend.commit();
+  }
+
+  /** A read transaction that sees everything applied so far (it commits the open batch first). */
+  readTransaction(): ReadView {
+    return this.backend.readTransaction();
   }
 
   /** Opens a bucket (LMDB sub-database, binary keys and values) in the store's environment. */

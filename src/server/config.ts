@@ -16,6 +16,10 @@ export interface ServerConfig {
   maxTxnOps: number;
   /** 0 means etcd's default of 2 GiB */
   quotaBackendBytes: number;
+  /** --backend-batch-interval: longest a backend write waits for its commit (etcd's default 100 ms) */
+  backendBatchIntervalMs: number;
+  /** --backend-batch-limit: writes per backend commit at most (etcd's default 10000) */
+  backendBatchLimit: number;
   snapshotCount: number;
   /** raft log entries kept after a snapshot, so slightly lagging followers catch up from the log (etcd 3.5's --experimental-snapshot-catchup-entries) */
   snapshotCatchUpEntries: number;
@@ -64,6 +68,8 @@ export function defaultConfig(): ServerConfig {
     maxRequestBytes: 1.5 * 1024 * 1024,
     maxTxnOps: 128,
     quotaBackendBytes: 0,
+    backendBatchIntervalMs: 100,
+    backendBatchLimit: 10_000,
     snapshotCount: 100_000,
     snapshotCatchUpEntries: 5000,
     heartbeatIntervalMs: 100,

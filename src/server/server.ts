@@ -302,9 +302,19 @@ export class EtcdServer {
       throw new DataDirError((err as Error).message);
     }
     let store: MvccStore;
+    // a failed backend commit loses that batch from disk: stop (the WAL replays it at the next start)
+    let backendFailed = (_err: Error) => {};
     try {
       // the WAL makes every applied entry durable; the backend replays from its consistent index
-      store = MvccStore.open({ dir: lmdbDir, noSync: true });
+      store = MvccStore.open({
+        dir: lmdbDir,
+        noSync: true,
+        batch: {
+          intervalMs: config.backendBatchIntervalMs,
+          limit: config.backendBatchLimit,
+          onCommitError: (err) => backendFailed(err),
+        },
+      });
     } catch (err) {
       throw new DataDirError(
         `cannot open the backend in ${memberDir}: ${(err as Error).message}; the data directory may be damaged or in use by another etcd process`,
@@ -329,6 +339,10 @@ export class EtcdServer {
       throw new DataDirError(`cannot open the raft log in ${memberDir}: ${(err as Error).message}`);
     }
     const server = new EtcdServer(config, log, store, boot, peerTls);
+    backendFailed = (err) => {
+      log.fatal({ error: err.message }, 'failed to commit the backend; stopping');
+      server.close();
+    };
     try {
       await server.startPeerListeners();
     } catch (err) {
@@ -689,6 +703,13 @@ export class EtcdServer {
     if (this.snapshotting) return;
     this.snapshotting = true;
     const index = this.applied;
+    try {
+      this.store.commit();
+    } catch (err) {
+      this.snapshotting = false;
+      this.log.warn({ error: String(err) }, 'failed to commit the backend; snapshot postponed');
+      return;
+    }
     // lmdb-js has env.sync (mdb_env_sync off the event loop) without a type declaration
     (this.store.env as unknown as { sync(cb: (err?: Error) => void): void }).sync((err?: Error) => {
       this.snapshotting = false;
