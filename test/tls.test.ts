@@ -134,6 +134,17 @@ describe('TLS', { concurrency: true }, () => {
   let revoked: LeafFiles;
   let crlFile: string;
 
+  /** Peer TLS from the test's server cert, with peer client-cert auth against the test CA. */
+  const peerCertAuthFlags = () => [
+    '--peer-cert-file',
+    server.cert,
+    '--peer-key-file',
+    server.key,
+    '--peer-trusted-ca-file',
+    ca.caFile,
+    '--peer-client-cert-auth',
+  ];
+
   before(async () => {
     const dir = tempDir('etcd-ts-pki-');
     dirs.push(dir);
@@ -231,15 +242,7 @@ describe('TLS', { concurrency: true }, () => {
   });
 
   test('3 members over https peer URLs with cert files and peer client cert auth', async () => {
-    const tls = [
-      '--peer-cert-file',
-      server.cert,
-      '--peer-key-file',
-      server.key,
-      '--peer-trusted-ca-file',
-      ca.caFile,
-      '--peer-client-cert-auth',
-    ];
+    const tls = peerCertAuthFlags();
     const members = await startCluster([{ tls }, { tls }, { tls }]);
     await Promise.all(members.map((m) => waitFor(m, READY)));
     if (hasEtcdctl()) await assertReplicates(members);
@@ -290,15 +293,7 @@ describe('TLS', { concurrency: true }, () => {
       t.skip('the real etcd (apt-get install etcd-server etcd-client) is not installed');
       return;
     }
-    const tls = [
-      '--peer-cert-file',
-      server.cert,
-      '--peer-key-file',
-      server.key,
-      '--peer-trusted-ca-file',
-      ca.caFile,
-      '--peer-client-cert-auth',
-    ];
+    const tls = peerCertAuthFlags();
     const members = await startCluster([{ tls }, { tls, bin: REAL_ETCD }, { tls, bin: REAL_ETCD }]);
     await Promise.all(members.map((m) => waitFor(m, READY, 30_000)));
     await assertReplicates(members);

@@ -152,15 +152,16 @@ export class LoadedTls {
     return this.info.clientCertAuth || this.info.trustedCaFile !== '';
   }
 
+  /** What both ends use: our cert and key, the trusted CAs, TLS 1.2 or later, the cipher list. */
+  private common(): Pick<TlsOptions, 'cert' | 'key' | 'ca' | 'minVersion' | 'ciphers'> {
+    return { cert: this.cert, key: this.key, ca: this.ca, minVersion: 'TLSv1.2', ciphers: this.info.ciphers };
+  }
+
   /** node:tls server options (ALPN is the caller's). */
   serverOptions(): TlsOptions {
     const require = this.requiresClientCert;
     return {
-      cert: this.cert,
-      key: this.key,
-      ca: this.ca,
-      minVersion: 'TLSv1.2',
-      ciphers: this.info.ciphers,
+      ...this.common(),
       requestCert: require,
       rejectUnauthorized: require,
     };
@@ -169,11 +170,7 @@ export class LoadedTls {
   /** node:tls options for dialing the other side (our cert as the client cert, the trusted CA). */
   clientOptions(): ConnectionOptions {
     return {
-      cert: this.cert,
-      key: this.key,
-      ca: this.ca,
-      minVersion: 'TLSv1.2',
-      ciphers: this.info.ciphers,
+      ...this.common(),
       rejectUnauthorized: !this.info.selfCert,
       checkServerIdentity: (host, cert) => {
         const err = checkServerIdentity(host, cert);
