@@ -2,12 +2,12 @@
 // to <dir>/cert.pem and <dir>/key.pem, as etcd's SelfCert makes them. Files already there are
 // reused, so a restarted member keeps its certificate. Node's crypto makes keys but cannot build
 // X.509 certificates; @peculiar/x509 builds and signs them on Node's WebCrypto.
-import 'reflect-metadata'; // @peculiar/x509's dependency injection (tsyringe) needs the Reflect polyfill
 import { randomBytes, webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
+import { x509 as loadX509 } from './x509.js';
 
 export interface SelfCertFiles {
   certFile: string;
@@ -40,14 +40,15 @@ export async function selfCert(
   } catch (err) {
     throw new Error(`cannot create auto TLS directory ${dir}: ${(err as Error).message}`);
   }
-  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const x509 = loadX509();
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof X509.cryptoProvider.set>[0]);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const names: x509.JsonGeneralName[] = [];
+  const names: X509.JsonGeneralName[] = [];
   for (const hp of hosts) {
     const h = hostOf(hp);
     if (h === '') continue;
-    const entry: x509.JsonGeneralName = { type: isIP(h) ? 'ip' : 'dns', value: h };
+    const entry: X509.JsonGeneralName = { type: isIP(h) ? 'ip' : 'dns', value: h };
     if (!names.some((n) => n.type === entry.type && n.value === entry.value)) names.push(entry);
   }
   const notBefore = new Date();
