@@ -55,6 +55,18 @@ test('config: data dir defaults to ${name}.etcd and the initial cluster must nam
   );
 });
 
+test('config: backend batching takes etcd defaults, Go durations and refuses bad values', () => {
+  const cfg = (...args: string[]) => flagsToConfig(parseFlags(ETCD_FLAGS, args, {}));
+  assert.equal(cfg().backendBatchIntervalMs, 100);
+  assert.equal(cfg().backendBatchLimit, 10_000);
+  assert.equal(cfg('--backend-batch-interval', '250ms').backendBatchIntervalMs, 250);
+  assert.equal(cfg('--backend-batch-interval', '0').backendBatchIntervalMs, 100, '0 means the default');
+  assert.equal(cfg('--backend-batch-limit', '50').backendBatchLimit, 50);
+  assert.throws(() => cfg('--backend-batch-interval', 'soon'), /--backend-batch-interval/);
+  assert.throws(() => cfg('--backend-batch-interval', '-1s'), /must not be negative/);
+  assert.throws(() => cfg('--backend-batch-limit', '-3'), /--backend-batch-limit/);
+});
+
 test('a YAML config file sets flags by name', () => {
   const path = join(tmpdir(), `etcd-ts-config-${process.pid}.yml`);
   writeFileSync(
