@@ -22,6 +22,12 @@ function open(dir: string, batch?: Partial<BatchOptions>): Backend {
   return new Backend({ dir, noSync: true, batch: { intervalMs: 60_000, limit: 1000, ...batch } });
 }
 
+/** One write of one pair into bucket `t`. */
+function put(b: Backend, key: string, value: string): void {
+  const t = b.bucket('t');
+  b.write(() => t.putSync(B(key), B(value)));
+}
+
 /** What the committed file holds under `key`, as another process reads it. */
 function committed(b: Backend, key: string): string | undefined {
   const reader = `
@@ -42,8 +48,8 @@ describe('Backend batched commits', () => {
   test('writes are visible on this thread at once and in the file after commit()', async () => {
     const b = open(tmp());
     const t = b.bucket('t');
-    b.write(() => t.putSync(B('a'), B('1')));
-    b.write(() => t.putSync(B('b'), B('2')));
+    put(b, 'a', '1');
+    put(b, 'b', '2');
     assert.equal(t.get(B('a'))?.toString(), '1', 'this thread reads through the open batch');
     assert.equal(committed(b, 'a'), undefined, 'not committed yet');
     b.commit();
@@ -55,7 +61,7 @@ describe('Backend batched commits', () => {
   test('a write that throws is undone alone; the rest of the batch commits', async () => {
     const b = open(tmp());
     const t = b.bucket('t');
-    b.write(() => t.putSync(B('kept'), B('1')));
+    put(b, 'kept', '1');
     assert.throws(
       () =>
         b.write(() => {
@@ -75,11 +81,10 @@ describe('Backend batched commits', () => {
 
   test('the batch commits after `limit` writes', async () => {
     const b = open(tmp(), { limit: 3 });
-    const t = b.bucket('t');
-    b.write(() => t.putSync(B('1'), B('1')));
-    b.write(() => t.putSync(B('2'), B('2')));
+    put(b, '1', '1');
+    put(b, '2', '2');
     assert.equal(committed(b, '1'), undefined);
-    b.write(() => t.putSync(B('3'), B('3')));
+    put(b, '3', '3');
     assert.equal(committed(b, '1'), '1');
     assert.equal(committed(b, '3'), '3');
     await b.close();
@@ -87,8 +92,7 @@ describe('Backend batched commits', () => {
 
   test('the batch commits `intervalMs` after its first write', async () => {
     const b = open(tmp(), { intervalMs: 30 });
-    const t = b.bucket('t');
-    b.write(() => t.putSync(B('k'), B('v')));
+    put(b, 'k', 'v');
     assert.equal(committed(b, 'k'), undefined);
     await new Promise((r) => setTimeout(r, 120));
     assert.equal(committed(b, 'k'), 'v');
@@ -98,12 +102,13 @@ describe('Backend batched commits', () => {
   test('readTransaction() commits first, so it sees every write', async () => {
     const b = open(tmp());
     const t = b.bucket('t');
-    b.write(() => t.putSync(B('k'), B('v')));
-    const txn = b.readTransaction();
+    put(b, 'k', 'v');
+    const view = b.readTransaction();
     try {
-      assert.equal(t.get(B('k'), { transaction: txn })?.toString(), 'v');
+      assert.equal(committed(b, 'k'), 'v', 'the open batch was committed');
+      assert.equal(t.get(B('k'), { transaction: view.txn })?.toString(), 'v');
     } finally {
-      txn.done();
+      view.done();
     }
     await b.close();
   });
@@ -111,13 +116,13 @@ describe('Backend batched commits', () => {
   test('while a read view is open, writes commit one by one and the view keeps its snapshot', async () => {
     const b = open(tmp());
     const t = b.bucket('t');
-    b.write(() => t.putSync(B('k'), B('old')));
+    put(b, 'k', 'old');
     const view = b.readTransaction();
-    b.write(() => t.putSync(B('k'), B('new')));
+    put(b, 'k', 'new');
     assert.equal(committed(b, 'k'), 'new', 'committed at once while the view is open');
     assert.equal(t.get(B('k'), { transaction: view.txn })?.toString(), 'old');
     view.done();
-    b.write(() => t.putSync(B('k'), B('batched')));
+    put(b, 'k', 'batched');
     assert.equal(committed(b, 'k'), 'new', 'batching resumes once the view is done');
     await b.close();
   });

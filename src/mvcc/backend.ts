@@ -8,9 +8,9 @@
 // after `limit` writes, or when something needs the committed file (commit()). Readers on this thread
 // see uncommitted writes: lmdb-js reads through the open write transaction, even reads given a read
 // transaction. So while a read view (readTransaction()) is open, batching pauses and each write
-// commits at once: a view's reads then see its own snapshot, and no cursor outlives the transaction it
-// was opened in. Other processes see the last commit. Losing an uncommitted batch in a crash loses nothing: the
-// consistent index commits with the data, and the server replays the WAL from it.
+// commits at once: a view's reads then see its own snapshot, and no cursor outlives the transaction
+// it was opened in. Other processes see the last commit. A crash loses nothing but the uncommitted
+// batch: the consistent index commits with the data, and the server replays the WAL from it.
 
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,7 +52,8 @@ export interface ReadView {
 interface OpenBatch {
   writes: number;
   timer: NodeJS.Timeout;
-  settle?: { commit: () => unknown; abort: (err: unknown) => unknown };
+  /** lmdb-js's continuation: calling it commits the outer transaction */
+  commitOuter?: () => unknown;
 }
 
 export class Backend {
@@ -148,8 +149,8 @@ export class Backend {
    */
   write<T>(fn: () => T): T {
     const batch = this.opts.batch;
-    if (batch === undefined || this.views > 0) return this.env.transactionSync(fn);
     if (this.commitError) throw this.commitError;
+    if (batch === undefined || this.views > 0) return this.env.transactionSync(fn);
     const open = this.open ?? this.begin(batch);
     // inside the open transaction lmdb-js runs this as a child transaction: an abort undoes only fn
     const result = this.env.transactionSync(fn);
@@ -169,11 +170,11 @@ export class Backend {
       }, batch.intervalMs),
     };
     open.timer.unref();
-    // A thenable, not a promise: settling it commits (or aborts) synchronously, inside commit().
+    // A thenable, not a promise: lmdb-js's continuation then runs synchronously, inside commit().
     const pending = {
       // biome-ignore lint/suspicious/noThenProperty: lmdb-js holds the transaction open until this settles
-      then: (commit: () => unknown, abort: (err: unknown) => unknown) => {
-        open.settle = { commit, abort };
+      then: (commit: () => unknown) => {
+        open.commitOuter = commit;
       },
     };
     this.env.transactionSync(() => pending as unknown as Promise<void>);
@@ -189,7 +190,7 @@ export class Backend {
     this.open = undefined;
     clearTimeout(open.timer);
     try {
-      open.settle!.commit();
+      open.commitOuter!();
     } catch (err) {
       this.commitError = err as Error;
       throw err;
