@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { type Event, Event_EventType } from '../gen/mvccpb/kv.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import { CompactedError, FutureRevisionError } from './errors.js';
 import { bytesToRev, isTombstoneKey } from './revision.js';
 import { MvccStore } from './store.js';
 
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mvcc-test-'));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('mvcc-test-');
 
 const B = (s: string) => Buffer.from(s, 'latin1');
 const ALL = Buffer.from([0]);

@@ -1,23 +1,14 @@
 // MvccStore.restoreFromBbolt: the in-place replacement of the backend by a leader's snapshot db.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { tempDirs } from '../testing/temp_dirs.js';
 import { CompactedError } from './errors.js';
 import { writeStoreSnapshot } from './snapshot.js';
 import { MvccStore, type RestoreInfo } from './store.js';
 import { WatchableStore, type WatchDelivery } from './watchable_store.js';
 
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mvcc-restore-test-'));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('mvcc-restore-test-');
 
 const B = (s: string) => Buffer.from(s, 'latin1');
 

@@ -1,15 +1,15 @@
 // SnapshotTransfer without a cluster: the merged MsgSnap and its db, the v2-store data, the restore of
 // a received db with what derives from it (leases, members, peers), and the recovery at start.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { type Message, MessageType } from '../gen/raftpb/raft.js';
 import { Lessor } from '../lease/lessor.js';
 import { BboltReader } from '../mvcc/bbolt/index.js';
 import { writeStoreSnapshot } from '../mvcc/snapshot.js';
 import { MvccStore } from '../mvcc/store.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import type { PeerTransport } from '../transport/index.js';
 import { Snapshotter } from '../wal/index.js';
 import { lmdbLeaseBackend } from './lease_backend.js';
@@ -17,15 +17,7 @@ import { createLogger } from './logger.js';
 import { Membership } from './membership.js';
 import { SnapshotTransfer, v2StoreSnapshot } from './snapshot_transfer.js';
 
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'snap-transfer-test-'));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('snap-transfer-test-');
 
 const B = (s: string) => Buffer.from(s, 'latin1');
 const log = createLogger('error');
