@@ -2,12 +2,10 @@
 // (a revision's events in one delivery), resumable (start revision), bookmarkable (progress), plus
 // filters, prev_kv, IDs, compaction, and flow control (a blocked stream among live ones).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { type Event, Event_EventType } from '../gen/mvccpb/kv.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import { MvccStore } from './store.js';
 import { encodedEvent, wireEvent } from './watch_codec.js';
 import { prefixEnd, WatcherIndex } from './watch_index.js';
@@ -21,20 +19,18 @@ import {
   type WatchStream,
 } from './watchable_store.js';
 
-const dirs: string[] = [];
 const opened: Array<{ s: MvccStore; w: WatchableStore }> = [];
 after(async () => {
   for (const { s, w } of opened) {
     w.close();
     await s.close();
   }
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+// registered after the stores' close, so the directories go once nothing has them open
+const tmp = tempDirs('watch-test-');
 
 function open(opts: WatchableStoreOptions = {}): { s: MvccStore; w: WatchableStore } {
-  const d = mkdtempSync(join(tmpdir(), 'watch-test-'));
-  dirs.push(d);
-  const s = MvccStore.open({ dir: d, noSync: true });
+  const s = MvccStore.open({ dir: tmp(), noSync: true });
   const w = new WatchableStore(s, opts);
   const r = { s, w };
   opened.push(r);
@@ -313,9 +309,7 @@ describe('WatchableStore', () => {
     const { sink, ws } = stream(w);
     ws.watch({ key: B('k') });
     put(s, 'k', 'old'); // 2
-    const d = mkdtempSync(join(tmpdir(), 'watch-test-'));
-    dirs.push(d);
-    const s2 = MvccStore.open({ dir: d, noSync: true });
+    const s2 = MvccStore.open({ dir: tmp(), noSync: true });
     put(s2, 'k', 'a'); // 2 (the watcher has seen revision 2 already)
     put(s2, 'x', 'b'); // 3
     put(s2, 'k', 'c'); // 4

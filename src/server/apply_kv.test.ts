@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import {
   CompactionRequest,
@@ -18,13 +15,11 @@ import {
 } from '../gen/etcdserverpb/rpc.js';
 import type { KeyValue } from '../gen/mvccpb/kv.js';
 import { MvccStore } from '../mvcc/store.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import { KvApplier } from './apply_kv.js';
 import { Errors } from './errors.js';
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('applykv-test-');
 
 const B = (s: string) => Buffer.from(s, 'latin1');
 const header = (revision: number): ResponseHeader => ({ clusterId: 1n, memberId: 2n, revision, raftTerm: 3 });
@@ -36,9 +31,7 @@ const leases = new Set<bigint>([100n, 200n]);
 
 beforeEach(async () => {
   if (store) await store.close();
-  const d = mkdtempSync(join(tmpdir(), 'applykv-test-'));
-  dirs.push(d);
-  store = MvccStore.open({ dir: d, noSync: true });
+  store = MvccStore.open({ dir: tmp(), noSync: true });
   kv = new KvApplier(store, header, { leaseExists: (id) => leases.has(id) });
 });
 after(async () => {

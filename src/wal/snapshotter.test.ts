@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import { Snapshot } from '../gen/raftpb/raft.js';
 import { snapshot as SnapFile } from '../gen/snappb/snap.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import type { SnapError } from './errors.js';
 import { backendPath, dbSnapPath, memberDir, snapDir, snapName, walDir } from './file_names.js';
 import { readSnapFile, Snapshotter } from './snapshotter.js';
 
-const dir = () => fs.mkdtempSync(join(tmpdir(), 'snap-test-'));
+const dir = tempDirs('snap-test-');
 const snap = (term: number, index: number, data = `state@${index}`) =>
   Snapshot.fromPartial({
     data: Buffer.from(data),

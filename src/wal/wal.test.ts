@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Entry, HardState } from '../gen/raftpb/raft.js';
+import { tempDirs } from '../testing/temp_dirs.js';
 import { WalError } from './errors.js';
 import { walName } from './file_names.js';
 import { encodeMetadata } from './pb.js';
 import { validSnapshotEntries, verifyWal, Wal, walExists } from './wal.js';
 
-const tmp = () => fs.mkdtempSync(join(tmpdir(), 'wal-test-'));
+const tmp = tempDirs('wal-test-');
 const meta = encodeMetadata({ NodeID: 0x1234n, ClusterID: 0xabcdn });
 const ent = (index: number, term = 1, data = `e${index}`): Entry => ({
   index,
